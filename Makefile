@@ -1,0 +1,38 @@
+# gauntlet.cluster — the two commands of the README are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Scenarios that run on this machine, in CI order (molecule/<name>). Keep in sync with .github/workflows/ci.yml.
+SCENARIOS ?= etcd
+REPORT ?= report
+
+.PHONY: setup demo test lint unit scenarios $(addprefix scenario-,$(SCENARIOS)) build clean
+
+setup:            ## install packages, containers.conf, venv, base image (idempotent)
+	@scripts/setup-host.sh
+
+demo: setup       ## bring up the default topology, run its checks, write the report
+	gauntlet run --topology etcd --report $(REPORT)
+
+test: setup lint unit build scenarios  ## everything CI runs
+
+lint:
+	@echo "==> ruff"; ruff check src tests servers plugins && ruff format --check src tests servers plugins
+	@echo "==> ansible-lint"; ansible-lint --offline -q roles playbooks molecule
+
+unit:
+	@echo "==> unit tests"; pytest tests/unit -q -p no:cacheprovider
+
+build:
+	@echo "==> ansible-galaxy collection build"; ansible-galaxy collection build --force --output-path .cache/dist . >/dev/null && ls .cache/dist
+
+scenarios: $(addprefix scenario-,$(SCENARIOS))
+
+scenario-%:
+	@echo "==> molecule test -s $*"; start=$$(date +%s); \
+	GAUNTLET_REPORT_DIR=$(CURDIR)/$(REPORT)/$* molecule test -s $*; rc=$$?; \
+	echo "BENCH molecule_test_$*_seconds=$$(( $$(date +%s) - start )) s"; exit $$rc
+
+clean:
+	rm -rf $(REPORT) .cache/dist

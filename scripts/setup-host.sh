@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Prepare this machine to run gauntlet.cluster topologies on container hosts.
+# Idempotent: every step checks first and says "ok" when nothing had to change.
+#   1. Debian packages (podman with runc, debootstrap, iptables, ssh client)
+#   2. /etc/containers/containers.conf (runc + default ulimits below this machine's hard limits)
+#   3. the Python venv (.venv) with the pinned dependencies from pyproject.toml
+#   4. the collection link, so gauntlet.cluster.* resolves to this checkout
+#   5. the base image, built with debootstrap (no registry is reachable), tagged by a hash of its recipe
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=${GAUNTLET_VENV:-$ROOT/.venv}
+PYTHON=${PYTHON:-python3}
+IMAGE_REPO=localhost/gauntlet-base
+step() { printf '==> [setup %s] %s\n' "$1" "$2"; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@" || die "needs root for: $* (run as root or allow sudo)"; fi; }
+t0=$(date +%s)
+
+# 1. Debian packages -------------------------------------------------------------------------------------
+PACKAGES=(podman runc debootstrap iptables openssh-client uidmap)
+missing=()
+for p in "${PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  step 1/5 "installing Debian packages: ${missing[*]}"
+  command -v apt-get >/dev/null || die "apt-get not found: install ${missing[*]} with your package manager"
+  as_root apt-get update -q >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+else
+  step 1/5 "Debian packages ok (${PACKAGES[*]})"
+fi
+
+# 2. containers.conf ---------------------------------------------------------------------------------------
+# Both runtimes fail with "setrlimit ... Operation not permitted" when the default ulimits exceed the hard
+# limits of this machine, and crun fails on cgroup v1: pin runc and derive the ulimits from our own limits.
+nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+[ "$nofile" = unlimited ] && nofile=1048576
+[ "$nproc" = unlimited ] && nproc=32768
+[ "$nproc" -gt 32768 ] && nproc=32768
+conf=$(printf '# written by gauntlet.cluster scripts/setup-host.sh\n[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n\n[engine]\nruntime = "runc"\n' \
+  "$nofile" "$nofile" "$nproc" "$nproc")
+if [ "$(cat /etc/containers/containers.conf 2>/dev/null)" != "$conf" ]; then
+  step 2/5 "writing /etc/containers/containers.conf (runc, nofile=$nofile nproc=$nproc)"
+  as_root mkdir -p /etc/containers
+  printf '%s\n' "$conf" | as_root tee /etc/containers/containers.conf >/dev/null
+else
+  step 2/5 "containers.conf ok"
+fi
+
+# 3. venv ------------------------------------------------------------------------------------------------
+stamp="$VENV/.gauntlet-deps"
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step 3/5 "installing Python dependencies into $VENV"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  # (this machine's pip config names local mirrors that may be absent: its warnings are noise)
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[dev]" 2> >(grep -v '^WARNING: Location' >&2)
+  echo "$want" > "$stamp"
+else
+  step 3/5 "venv ok ($VENV)"
+fi
+
+# 4. collection link -------------------------------------------------------------------------------------
+link=.cache/collections/ansible_collections/gauntlet/cluster
+if [ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]; then
+  mkdir -p "$(dirname "$link")"; ln -sfn "$ROOT" "$link"
+  step 4/5 "linked $link -> $ROOT"
+else
+  step 4/5 "collection link ok"
+fi
+
+# 5. base image ------------------------------------------------------------------------------------------
+"$ROOT/scripts/build-image.sh"
+printf '==> [setup] done in %ss\n' "$(( $(date +%s) - t0 ))"

@@ -1,0 +1,239 @@
+"""The one model of a cluster that tests use: hosts, groups, addresses, ports, certificates, commands.
+
+Built from an Ansible inventory (see :mod:`gauntlet.inventory`). A host's connection decides how commands
+reach it — ``podman exec`` for container hosts, SSH for real hosts — through testinfra, so a test written
+against this model runs unchanged on Molecule containers and on staging machines.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from gauntlet.errors import GauntletError, GroupMissing, InventoryError
+from gauntlet.inventory import Inventory
+
+PODMAN_CONNECTIONS = {"podman", "containers.podman.podman"}
+SSH_CONNECTIONS = {"ssh", "ansible.builtin.ssh", "paramiko", "paramiko_ssh", "ansible.builtin.paramiko_ssh"}
+LOCAL_CONNECTIONS = {"local", "ansible.builtin.local"}
+
+# The systemd units each group runs, for faults that act on "the services of a host" (crash).
+# A host var `gauntlet_services` (a list of unit names) overrides this.
+GROUP_SERVICES: dict[str, tuple[str, ...]] = {
+    "etcd": ("etcd",),
+    "postgres": ("patroni",),
+    "haproxy": ("haproxy",),
+    "redis": ("redis-server",),
+    "sentinel": ("redis-sentinel",),
+    "custom_server": ("custom-server",),
+}
+
+
+@dataclass
+class CommandResult:
+    """What a command on a host returned."""
+
+    host: str
+    command: str
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+class CommandFailed(GauntletError):
+    """A command that had to succeed on a host did not."""
+
+    def __init__(self, result: CommandResult) -> None:
+        super().__init__(
+            f"on {result.host}: `{result.command}` exited {result.rc}: {(result.stderr or result.stdout).strip()}"
+        )
+        self.result = result
+
+
+class Host:
+    """One inventory host: where it is, what it runs, and how to run commands on it."""
+
+    def __init__(self, cluster: Cluster, name: str, groups: frozenset[str]) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.groups = groups
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Host({self.name})"
+
+    def var(self, name: str, default: Any = None) -> Any:
+        """A rendered inventory variable of this host."""
+        return self.cluster.inventory.var(self.name, name, default)
+
+    @cached_property
+    def connection(self) -> str:
+        """``podman``, ``ssh`` or ``local``: how Ansible, testinfra and the nemesis reach this host."""
+        conn = str(self.var("ansible_connection", "ssh"))
+        if conn in PODMAN_CONNECTIONS:
+            return "podman"
+        if conn in SSH_CONNECTIONS:
+            return "ssh"
+        if conn in LOCAL_CONNECTIONS:
+            return "local"
+        raise InventoryError(f"host {self.name}: connection '{conn}' is not supported (use podman or ssh)")
+
+    @cached_property
+    def container(self) -> str:
+        """The container name (podman hosts): ansible_host if set, else the inventory name."""
+        return str(self.var("ansible_host", self.name))
+
+    @cached_property
+    def testinfra(self) -> Any:
+        """The testinfra host object (podman:// or ssh://), made on first use."""
+        import testinfra
+
+        become = bool(self.var("ansible_become", False))
+        if self.connection == "podman":
+            return testinfra.get_host(f"podman://{self.container}")
+        if self.connection == "local":
+            return testinfra.get_host("local://", sudo=become)
+        user = self.var("ansible_user")
+        port = self.var("ansible_port", 22)
+        target = f"{user}@" if user else ""
+        target += f"{self.var('ansible_host', self.name)}:{port}"
+        kwargs: dict[str, Any] = {"sudo": become, "ssh_extra_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=10"}
+        key = self.var("ansible_ssh_private_key_file")
+        if key:
+            kwargs["ssh_identity_file"] = str(key)
+        return testinfra.get_host(f"paramiko://{target}", **kwargs)
+
+    @cached_property
+    def address(self) -> str:
+        """The address other hosts and the controller reach this host at.
+
+        ``gauntlet_address`` if the inventory sets it; for SSH hosts ``ansible_host``; otherwise the host's
+        first global IPv4 address, asked from the host itself.
+        """
+        explicit = self.var("gauntlet_address")
+        if explicit:
+            return str(explicit)
+        if self.connection == "ssh" and self.var("ansible_host"):
+            return str(self.var("ansible_host"))
+        out = self.run("hostname -I", check=True).stdout.split()
+        v4 = [a for a in out if "." in a]
+        if not v4:
+            raise InventoryError(f"host {self.name} has no IPv4 address (hostname -I printed {out})")
+        return v4[0]
+
+    @property
+    def services(self) -> list[str]:
+        """The systemd units of this host that belong to the cluster (for crash faults)."""
+        explicit = self.var("gauntlet_services")
+        if explicit:
+            return list(explicit)
+        units: list[str] = []
+        for g in sorted(self.groups):
+            for u in GROUP_SERVICES.get(g, ()):
+                if u not in units:
+                    units.append(u)
+        return units
+
+    def run(self, command: str | list[str], check: bool = False, timeout: float | None = None) -> CommandResult:
+        """Run a shell command on the host (as root: container hosts are root, SSH hosts use become)."""
+        cmd = command if isinstance(command, str) else shlex.join(command)
+        if timeout:
+            cmd = f"timeout {int(timeout)} sh -c {shlex.quote(cmd)}"
+        with self._lock:  # testinfra backends are not thread-safe per host
+            r = self.testinfra.run(cmd)
+        result = CommandResult(self.name, cmd, r.rc, r.stdout, r.stderr)
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
+    def put(self, path: str, content: str, mode: str = "0644") -> None:
+        """Write a file on the host (small files: scripts, configs)."""
+        quoted = shlex.quote(content)
+        self.run(f"umask 022; printf %s {quoted} > {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}", check=True)
+
+
+class Cluster:
+    """Hosts, groups and settings of one topology, from its inventory."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self.hosts: dict[str, Host] = {
+            name: Host(self, name, entry.groups) for name, entry in sorted(inventory.hosts.items())
+        }
+
+    @classmethod
+    def from_inventory(cls, source: str | Path) -> Cluster:
+        """Load a cluster from any inventory source (file, directory, Molecule's inventory directory)."""
+        return cls(Inventory(source))
+
+    @property
+    def source(self) -> str:
+        return self.inventory.source
+
+    def __getitem__(self, name: str) -> Host:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise InventoryError(f"host {name} is not in inventory {self.source}") from None
+
+    def group(self, name: str) -> list[Host]:
+        """Hosts of a group, in inventory-name order; raises :class:`GroupMissing` when it is empty."""
+        members = [h for h in self.hosts.values() if name in h.groups]
+        if not members:
+            raise GroupMissing(name, self.source)
+        return members
+
+    def has_group(self, name: str) -> bool:
+        return any(name in h.groups for h in self.hosts.values())
+
+    def groups(self) -> dict[str, list[str]]:
+        return self.inventory.groups()
+
+    def var(self, name: str, default: Any = None, group: str | None = None) -> Any:
+        """A variable as the first host (of ``group``, if given) sees it: for values shared by a group."""
+        hosts = self.group(group) if group else list(self.hosts.values())
+        return self.inventory.var(hosts[0].name, name, default)
+
+    def run(self, host: str | Host, command: str | list[str], check: bool = False) -> CommandResult:
+        """Run a command on a host over its own connection (see :meth:`Host.run`)."""
+        h = host if isinstance(host, Host) else self[host]
+        return h.run(command, check=check)
+
+    # -- certificates on the controller ---------------------------------------------------------------------
+    @cached_property
+    def pki_dir(self) -> Path:
+        """Where the pki role keeps the CA and certificates on the controller (``gauntlet_pki_dir``)."""
+        value = self.var("gauntlet_pki_dir")
+        if not value:
+            raise InventoryError(
+                f"inventory {self.source} does not set gauntlet_pki_dir: add it to group_vars/all "
+                "(the directory where the pki role writes the CA and certificates on the controller)"
+            )
+        return Path(value)
+
+    @property
+    def ca_cert(self) -> Path:
+        """The cluster CA certificate (PEM)."""
+        return self._pki_file("ca.crt")
+
+    def client_cert(self, name: str = "gauntlet-client") -> tuple[Path, Path]:
+        """A client certificate and key the pki role issued for tests (``pki_client_names``)."""
+        return self._pki_file(f"clients/{name}.crt"), self._pki_file(f"clients/{name}.key")
+
+    def host_cert(self, host: str) -> tuple[Path, Path]:
+        """A host's server certificate and key as the pki role issued them."""
+        return self._pki_file(f"hosts/{host}.crt"), self._pki_file(f"hosts/{host}.key")
+
+    def _pki_file(self, rel: str) -> Path:
+        p = self.pki_dir / rel
+        if not p.exists():
+            raise InventoryError(f"{p} does not exist: run the playbook (the pki role) against {self.source} first")
+        return p
