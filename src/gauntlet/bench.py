@@ -26,7 +26,9 @@ class Figure:
 
     def line(self) -> str:
         ctx = " ".join(f"{k}={v}" for k, v in sorted(self.context.items()))
-        value = f"{self.value:.3f}".rstrip("0").rstrip(".") if isinstance(self.value, float) else str(self.value)
+        value = (
+            f"{self.value:.3f}".rstrip("0").rstrip(".") if isinstance(self.value, float) else str(self.value)
+        )
         return f"BENCH {self.name}={value} {self.unit}" + (f" ({ctx})" if ctx else "")
 
 

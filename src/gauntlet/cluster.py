@@ -105,7 +105,10 @@ class Host:
         port = self.var("ansible_port", 22)
         target = f"{user}@" if user else ""
         target += f"{self.var('ansible_host', self.name)}:{port}"
-        kwargs: dict[str, Any] = {"sudo": become, "ssh_extra_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=10"}
+        kwargs: dict[str, Any] = {
+            "sudo": become,
+            "ssh_extra_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=10",
+        }
         key = self.var("ansible_ssh_private_key_file")
         if key:
             kwargs["ssh_identity_file"] = str(key)
@@ -142,7 +145,9 @@ class Host:
                     units.append(u)
         return units
 
-    def run(self, command: str | list[str], check: bool = False, timeout: float | None = None) -> CommandResult:
+    def run(
+        self, command: str | list[str], check: bool = False, timeout: float | None = None
+    ) -> CommandResult:
         """Run a shell command on the host (as root: container hosts are root, SSH hosts use become)."""
         cmd = command if isinstance(command, str) else shlex.join(command)
         if timeout:
@@ -157,7 +162,10 @@ class Host:
     def put(self, path: str, content: str, mode: str = "0644") -> None:
         """Write a file on the host (small files: scripts, configs)."""
         quoted = shlex.quote(content)
-        self.run(f"umask 022; printf %s {quoted} > {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}", check=True)
+        self.run(
+            f"umask 022; printf %s {quoted} > {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}",
+            check=True,
+        )
 
 
 class Cluster:
@@ -235,5 +243,7 @@ class Cluster:
     def _pki_file(self, rel: str) -> Path:
         p = self.pki_dir / rel
         if not p.exists():
-            raise InventoryError(f"{p} does not exist: run the playbook (the pki role) against {self.source} first")
+            raise InventoryError(
+                f"{p} does not exist: run the playbook (the pki role) against {self.source} first"
+            )
         return p

@@ -208,7 +208,9 @@ def pair_ops(ops: list[Op]) -> list[tuple[Op, Op | None]]:
     for o in ops:
         if o.type == "invoke":
             if o.process in open_by_process:
-                raise ValueError(f"process {o.process} invoked op {o.index} before completing the previous one")
+                raise ValueError(
+                    f"process {o.process} invoked op {o.index} before completing the previous one"
+                )
             open_by_process[o.process] = o
             index_of[o.index] = len(pairs)
             pairs.append((o, None))

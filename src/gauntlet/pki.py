@@ -13,12 +13,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     path.chmod(0o600)
 
 
-def foreign_client_cert(directory: str | Path, common_name: str = "gauntlet-client") -> tuple[Path, Path, Path]:
+def foreign_client_cert(
+    directory: str | Path, common_name: str = "gauntlet-client"
+) -> tuple[Path, Path, Path]:
     """Make a throw-away CA and a client certificate signed by it: (ca.crt, client.crt, client.key).
 
     The client certificate carries the same common name the cluster's own client cert has, so a server

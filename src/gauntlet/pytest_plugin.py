@@ -141,4 +141,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
-__all__ = ["GroupMissing", "MARKER_GROUPS"]
+__all__ = ["MARKER_GROUPS", "GroupMissing"]

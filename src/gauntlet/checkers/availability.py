@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from gauntlet.history import History, Op
 
@@ -29,7 +30,7 @@ def unavailability_windows(history: History, f: str = "write", min_gap_s: float 
     """
     oks = sorted(o.time for o in history.client_ops() if o.type == "ok" and o.f == f)
     windows = []
-    for prev, nxt in zip(oks, oks[1:], strict=False):
+    for prev, nxt in pairwise(oks):
         if (nxt - prev) / NS > min_gap_s:
             windows.append(Window(prev, nxt))
     return windows

@@ -45,7 +45,7 @@ def stale_reads(history: History, read_f: str = "read", write_f: str = "write") 
         known = [(t, v) for t, v in acked.get(o.key, []) if t < started]
         if not known:
             continue
-        t_newest, newest = max(known, key=lambda tv: tv[1])  # type: ignore[arg-type,return-value]
+        _, newest = max(known, key=lambda tv: tv[1])  # type: ignore[arg-type,return-value]
         if o.value is None or o.value < newest:  # type: ignore[operator]
             # staleness: since when had the read's value been superseded?
             superseding = [t for t, v in known if o.value is None or v > o.value]  # type: ignore[operator]

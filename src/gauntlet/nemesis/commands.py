@@ -96,16 +96,31 @@ def nfqueue_delay(peers: Iterable[str], ms: int, jitter_ms: int = 0) -> tuple[st
     small delayer (``nfqueue_delay.py``, copied to the host) run as a transient systemd unit."""
     unit = DELAYER_UNIT
     run = shlex.join(
-        ["systemd-run", f"--unit={unit}", "--collect", "python3", DELAYER_PATH,
-         "--queue", str(NFQUEUE_NUM), "--delay-ms", str(ms), "--jitter-ms", str(jitter_ms)]
+        [
+            "systemd-run",
+            f"--unit={unit}",
+            "--collect",
+            "python3",
+            DELAYER_PATH,
+            "--queue",
+            str(NFQUEUE_NUM),
+            "--delay-ms",
+            str(ms),
+            "--jitter-ms",
+            str(jitter_ms),
+        ]
     )
     # --queue-bypass: if the delayer is not (yet) listening, packets pass instead of being dropped.
     rules = [
         f"-d {addr} -m comment --comment {COMMENT} -j NFQUEUE --queue-num {NFQUEUE_NUM} --queue-bypass"
         for addr in sorted(set(peers))
     ]
-    start = [ensure_chain(), f"systemctl stop {unit} 2>/dev/null || true", run,
-             "for i in $(seq 50); do systemctl is-active -q " + unit + " && break; sleep 0.1; done"]
+    start = [
+        ensure_chain(),
+        f"systemctl stop {unit} 2>/dev/null || true",
+        run,
+        "for i in $(seq 50); do systemctl is-active -q " + unit + " && break; sleep 0.1; done",
+    ]
     start += [f"iptables -w -A {CHAIN} {r}" for r in rules]
     undo = [f"iptables -w -D {CHAIN} {r} 2>/dev/null || true" for r in rules]
     undo += [f"systemctl stop {unit} 2>/dev/null || true"]

@@ -45,7 +45,9 @@ class Nemesis:
         self.cluster.run(host, command, check=True)
 
     @contextmanager
-    def _fault(self, name: str, start: Callable[[], None], undo: Callable[[], None], **detail: Any) -> Iterator[None]:
+    def _fault(
+        self, name: str, start: Callable[[], None], undo: Callable[[], None], **detail: Any
+    ) -> Iterator[None]:
         """Start a fault, record it, and guarantee its undo (at block exit, or by heal())."""
         self.history.fault(name, "start", **detail)
         try:
@@ -97,13 +99,17 @@ class Nemesis:
         """SIGKILL a service's processes and keep it down; started again on exit."""
         h = self._host(host)
         start, undo = commands.kill_unit(service)
-        return self._fault("kill", lambda: self._sh(h, start), lambda: self._sh(h, undo), host=h.name, service=service)
+        return self._fault(
+            "kill", lambda: self._sh(h, start), lambda: self._sh(h, undo), host=h.name, service=service
+        )
 
     def pause(self, host: HostLike, service: str) -> Any:
         """SIGSTOP a service's processes (a GC pause, a hung process); SIGCONT on exit."""
         h = self._host(host)
         start, undo = commands.pause_unit(service)
-        return self._fault("pause", lambda: self._sh(h, start), lambda: self._sh(h, undo), host=h.name, service=service)
+        return self._fault(
+            "pause", lambda: self._sh(h, start), lambda: self._sh(h, undo), host=h.name, service=service
+        )
 
     @contextmanager
     def restart(self, host: HostLike, service: str) -> Iterator[None]:
@@ -123,15 +129,25 @@ class Nemesis:
         h = self._host(host)
         if h.connection == "podman":
             return self._fault(
-                "crash", lambda: self._podman("kill", h), lambda: self._podman_start(h), host=h.name, how="podman kill"
+                "crash",
+                lambda: self._podman("kill", h),
+                lambda: self._podman_start(h),
+                host=h.name,
+                how="podman kill",
             )
         units = h.services
         if not units:
-            raise FaultError(f"crash({h.name}): no services known for it; set gauntlet_services in the inventory")
+            raise FaultError(
+                f"crash({h.name}): no services known for it; set gauntlet_services in the inventory"
+            )
         kills = "; ".join(commands.kill_unit(u)[0] for u in units)
         starts = "; ".join(commands.kill_unit(u)[1] for u in units)
         return self._fault(
-            "crash", lambda: self._sh(h, kills), lambda: self._sh(h, starts), host=h.name, how="SIGKILL " + " ".join(units)
+            "crash",
+            lambda: self._sh(h, kills),
+            lambda: self._sh(h, starts),
+            host=h.name,
+            how="SIGKILL " + " ".join(units),
         )
 
     def _podman(self, verb: str, h: Host) -> None:
@@ -144,12 +160,17 @@ class Nemesis:
         # Wait for systemd in the container to be up again before the test goes on.
         subprocess.run(
             ["podman", "exec", h.container, "timeout", "60", "systemctl", "is-system-running", "--wait"],
-            capture_output=True, text=True, timeout=90,
+            capture_output=True,
+            text=True,
+            timeout=90,
         )
 
     def _container_running(self, h: Host) -> bool:
         r = subprocess.run(
-            ["podman", "inspect", "-f", "{{.State.Running}}", h.container], capture_output=True, text=True, timeout=30
+            ["podman", "inspect", "-f", "{{.State.Running}}", h.container],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         return r.stdout.strip() == "true"
 
@@ -192,7 +213,9 @@ class Nemesis:
         """Limit a host's egress bandwidth (tbf qdisc)."""
         h = self._host(host)
         s, u = commands.tbf_bandwidth(kbit)
-        return self._fault("bandwidth", lambda: self._sh(h, s), lambda: self._sh(h, u), host=h.name, kbit=kbit)
+        return self._fault(
+            "bandwidth", lambda: self._sh(h, s), lambda: self._sh(h, u), host=h.name, kbit=kbit
+        )
 
     def has_netem(self, host: HostLike) -> bool:
         """Whether the host's kernel has the netem qdisc (asked once per host)."""
@@ -214,7 +237,12 @@ class Nemesis:
             mechanism = "nfqueue"
         log.info("latency on %s: %d ms via %s", h.name, ms, mechanism)
         return self._fault(
-            "latency", lambda: self._sh(h, s), lambda: self._sh(h, u), host=h.name, ms=ms, jitter_ms=jitter_ms,
+            "latency",
+            lambda: self._sh(h, s),
+            lambda: self._sh(h, u),
+            host=h.name,
+            ms=ms,
+            jitter_ms=jitter_ms,
             mechanism=mechanism,
         )
 

@@ -78,7 +78,9 @@ def bind(sock: socket.socket, queue: int) -> None:
 
 
 def verdict(sock: socket.socket, queue: int, packet_id: int) -> None:
-    sock.send(_msg(NFQNL_MSG_VERDICT, queue, _attr(NFQA_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, packet_id))))
+    sock.send(
+        _msg(NFQNL_MSG_VERDICT, queue, _attr(NFQA_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, packet_id)))
+    )
 
 
 def packet_ids(buf: bytes) -> list[int]:

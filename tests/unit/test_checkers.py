@@ -1,0 +1,105 @@
+"""Checkers on hand-made histories: each has a passing and a failing case."""
+
+from gauntlet.checkers import lost_acknowledged_writes, max_staleness, single_leader, unavailability_windows
+from gauntlet.checkers.availability import recovery_time
+from gauntlet.checkers.leaders import LeaderSample
+from gauntlet.checkers.lost_writes import phantom_writes
+from gauntlet.history import History, Op
+
+S = 1_000_000_000
+
+
+def build(entries):
+    """entries: (time_s, process, type, f, value[, key])."""
+    ops = []
+    for i, e in enumerate(entries):
+        t, p, typ, f, v, *k = e
+        ops.append(Op(index=i, type=typ, process=p, f=f, value=v, key=k[0] if k else None, time=int(t * S)))
+    return History.from_ops(ops)
+
+
+def test_lost_writes_are_acknowledged_values_missing_from_the_final_read():
+    h = build(
+        [
+            (0, "a", "invoke", "write", 1),
+            (1, "a", "ok", "write", 1),
+            (1, "a", "invoke", "write", 2),
+            (2, "a", "info", "write", 2),
+            (2, "a", "invoke", "write", 3),
+            (3, "a", "ok", "write", 3),
+        ]
+    )
+    assert lost_acknowledged_writes(h, [1, 3]) == []
+    assert lost_acknowledged_writes(h, [1]) == [3]
+    assert lost_acknowledged_writes(h, [1, 2, 3]) == []  # an unknown write may be present
+
+
+def test_phantoms_are_values_nobody_wrote_or_whose_write_failed():
+    h = build(
+        [
+            (0, "a", "invoke", "write", 1),
+            (1, "a", "fail", "write", 1),
+            (1, "a", "invoke", "write", 2),
+            (2, "a", "ok", "write", 2),
+        ]
+    )
+    assert phantom_writes(h, [2]) == []
+    assert phantom_writes(h, [1, 2, 9]) == [1, 9]
+
+
+def test_unavailability_window_is_the_gap_between_successes():
+    h = build(
+        [
+            (0, "a", "invoke", "write", 1),
+            (0.1, "a", "ok", "write", 1),
+            (0.1, "a", "invoke", "write", 2),
+            (5.1, "a", "fail", "write", 2),
+            (5.1, "a", "invoke", "write", 3),
+            (7.1, "a", "ok", "write", 3),
+        ]
+    )
+    windows = unavailability_windows(h, min_gap_s=1)
+    assert len(windows) == 1 and abs(windows[0].seconds - 7.0) < 1e-9
+
+
+def test_recovery_time_counts_only_ops_invoked_after_the_fault():
+    h = build(
+        [
+            (0, "a", "invoke", "write", 1),
+            (9, "a", "ok", "write", 1),  # already under way at t=1
+            (9, "a", "invoke", "write", 2),
+            (12, "a", "ok", "write", 2),
+        ]
+    )
+    assert recovery_time(h, 1 * S) == 11.0
+    assert recovery_time(h, 13 * S) is None
+
+
+def test_single_leader_flags_samples_with_two_leaders():
+    good = [LeaderSample(1, frozenset({"pg1"})), LeaderSample(2, frozenset())]
+    assert single_leader(good) == []
+    bad = single_leader([{"time": 3, "leaders": ["pg1", "pg2"]}])
+    assert bad and bad[0].leaders == {"pg1", "pg2"}
+
+
+def test_staleness_of_a_read_behind_an_acknowledged_write():
+    h = build(
+        [
+            (0, "w", "invoke", "write", 1, "k"),
+            (1, "w", "ok", "write", 1, "k"),
+            (1, "w", "invoke", "write", 2, "k"),
+            (2, "w", "ok", "write", 2, "k"),
+            (5, "r", "invoke", "read", None, "k"),
+            (5.5, "r", "ok", "read", 1, "k"),
+        ]
+    )
+    assert abs(max_staleness(h) - 3.0) < 1e-9
+    fresh = build(
+        [
+            (0, "w", "invoke", "write", 1, "k"),
+            (1, "w", "ok", "write", 1, "k"),
+            (2, "r", "invoke", "read", None, "k"),
+            (2.5, "r", "ok", "read", 1, "k"),
+        ]
+    )
+    assert max_staleness(fresh) == 0.0

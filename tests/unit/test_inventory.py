@@ -1,0 +1,102 @@
+"""Cluster model from inventories: groups, rendered vars, connections, and clear errors on bad input."""
+
+import textwrap
+
+import pytest
+
+from gauntlet.cluster import Cluster
+from gauntlet.errors import GroupMissing, InventoryError
+
+
+def write_inventory(tmp_path, hosts_yml, group_vars=None):
+    inv = tmp_path / "inventory"
+    (inv / "group_vars").mkdir(parents=True)
+    (inv / "hosts.yml").write_text(textwrap.dedent(hosts_yml))
+    for name, text in (group_vars or {}).items():
+        (inv / "group_vars" / f"{name}.yml").write_text(textwrap.dedent(text))
+    return inv
+
+
+HOSTS = """
+all:
+  children:
+    etcd:
+      hosts:
+        etcd1: {ansible_connection: containers.podman.podman}
+        etcd2: {ansible_connection: podman}
+    postgres:
+      hosts:
+        pg1: {ansible_host: 192.0.2.10, ansible_user: admin, ansible_become: true}
+"""
+
+
+def test_groups_hosts_and_connections(tmp_path):
+    c = Cluster.from_inventory(write_inventory(tmp_path, HOSTS))
+    assert [h.name for h in c.group("etcd")] == ["etcd1", "etcd2"]
+    assert c.groups() == {"etcd": ["etcd1", "etcd2"], "postgres": ["pg1"]}
+    assert c["etcd1"].connection == "podman" and c["etcd2"].connection == "podman"
+    assert c["pg1"].connection == "ssh"
+    assert c["pg1"].address == "192.0.2.10"  # SSH hosts: ansible_host, never asked over the network
+    assert c["etcd1"].services == ["etcd"] and c["pg1"].services == ["patroni"]
+
+
+def test_group_vars_are_rendered_like_ansible_does(tmp_path):
+    inv = write_inventory(
+        tmp_path,
+        HOSTS,
+        {
+            "all": """
+            gauntlet_pki_dir: "{{ inventory_dir | dirname }}/pki"
+            gauntlet_secrets_dir: "{{ inventory_dir | dirname }}/secrets"
+            etcd_client_port: 2379
+            secret: "{{ lookup('ansible.builtin.password', gauntlet_secrets_dir + '/s', length=16) }}"
+            """,
+            "etcd": "etcd_client_port: 12379\n",
+        },
+    )
+    c = Cluster.from_inventory(inv)
+    assert c.pki_dir == tmp_path / "pki"
+    assert c.var("etcd_client_port", group="etcd") == 12379
+    assert c["pg1"].var("etcd_client_port") == 2379
+    # The generated secret is the same for every host and every reader, as for the roles.
+    assert (
+        c["etcd1"].var("secret") == c["pg1"].var("secret") == (tmp_path / "secrets" / "s").read_text().strip()
+    )
+
+
+def test_missing_group_is_a_skip_reason_not_a_crash(tmp_path):
+    c = Cluster.from_inventory(write_inventory(tmp_path, HOSTS))
+    with pytest.raises(GroupMissing, match="has no hosts in group 'redis'"):
+        c.group("redis")
+    assert not c.has_group("redis")
+
+
+def test_missing_inventory_says_what_to_pass(tmp_path):
+    with pytest.raises(InventoryError, match="does not exist: pass --inventory"):
+        Cluster.from_inventory(tmp_path / "nope")
+
+
+def test_empty_inventory_says_how_to_check_it(tmp_path):
+    (tmp_path / "hosts.yml").write_text("all: {}\n")
+    with pytest.raises(InventoryError, match="has no hosts"):
+        Cluster.from_inventory(tmp_path / "hosts.yml")
+
+
+def test_missing_pki_dir_names_the_variable(tmp_path):
+    c = Cluster.from_inventory(write_inventory(tmp_path, HOSTS))
+    with pytest.raises(InventoryError, match="gauntlet_pki_dir"):
+        _ = c.ca_cert
+
+
+def test_certificates_not_yet_issued_say_to_run_the_playbook(tmp_path):
+    inv = write_inventory(tmp_path, HOSTS, {"all": 'gauntlet_pki_dir: "{{ inventory_dir | dirname }}/pki"\n'})
+    c = Cluster.from_inventory(inv)
+    with pytest.raises(InventoryError, match="run the playbook"):
+        _ = c.ca_cert
+
+
+def test_unsupported_connection_is_named(tmp_path):
+    inv = write_inventory(tmp_path, "all:\n  hosts:\n    w1: {ansible_connection: winrm}\n")
+    c = Cluster.from_inventory(inv)
+    with pytest.raises(InventoryError, match="winrm"):
+        _ = c["w1"].connection
