@@ -18,7 +18,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@" || die "needs ro
 t0=$(date +%s)
 
 # 1. Debian packages -------------------------------------------------------------------------------------
-PACKAGES=(podman runc debootstrap iptables openssh-client uidmap)
+# chromium: the report is checked in a real headless browser (tests/unit/test_report.py).
+PACKAGES=(podman runc debootstrap iptables openssh-client uidmap chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -15,6 +15,7 @@ from gauntlet.cluster import Cluster
 from gauntlet.errors import GroupMissing, InventoryError
 from gauntlet.history import History
 from gauntlet.nemesis import Nemesis
+from gauntlet.topology import write_topology
 
 # Which inventory groups each marker needs; a test with the marker is skipped when one is missing.
 MARKER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -51,9 +52,14 @@ def _molecule_inventory() -> str | None:
     return str(Path(f).parent) if f else None
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     report_dir = Path(config.getoption("--report-dir"))
     config.stash[_bench_key] = Bench(report_dir / "bench.jsonl")
+    # Runs for the report (GAUNTLET_REPORT_DIR set by `gauntlet run` / `make scenario-*`) also leave JUnit
+    # XML next to the histories, unless the caller chose a path; set before the junitxml plugin reads it.
+    if os.environ.get("GAUNTLET_REPORT_DIR") and not config.option.xmlpath:
+        config.option.xmlpath = str(report_dir / "junit.xml")
 
 
 def _load_cluster(config: pytest.Config) -> Cluster | str:
@@ -91,10 +97,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Cluster:
-    """The cluster under test, from ``--inventory``."""
+    """The cluster under test, from ``--inventory``; its topology is written to the report directory."""
     c = _load_cluster(request.config)
     if isinstance(c, str):
         pytest.skip(c)
+    try:
+        write_topology(c, Path(request.config.getoption("--report-dir")) / "topology.json")
+    except Exception as exc:  # the report's topology table is a nicety; never fail checks over it
+        print(f"gauntlet: could not record the topology: {exc}")
     return c
 
 

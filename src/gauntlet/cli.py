@@ -1,0 +1,150 @@
+"""``gauntlet``: bring a topology up, run its checks, write the report.
+
+gauntlet run --topology default            # Molecule container hosts on this machine
+gauntlet run --inventory inventories/staging   # your hosts, over SSH
+gauntlet report report/                    # rebuild the HTML page from a report directory
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from gauntlet.report import build_report
+
+
+def project_root() -> Path:
+    """The collection checkout (where galaxy.yml, playbooks/ and molecule/ are)."""
+    for candidate in (Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2]):
+        if (candidate / "galaxy.yml").exists() and (candidate / "molecule").is_dir():
+            return candidate
+    raise click.ClickException("run gauntlet from a gauntlet.cluster checkout (no galaxy.yml found)")
+
+
+def step(n: int, total: int, text: str) -> None:
+    click.secho(f"==> [{n}/{total}] {text}", bold=True)
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> int:
+    click.echo("$ " + " ".join(cmd))
+    return subprocess.run(cmd, cwd=cwd, env=env, check=False).returncode
+
+
+def _check_topology(root: Path, topology: str) -> None:
+    scenarios = sorted(p.name for p in (root / "molecule").iterdir() if (p / "molecule.yml").exists())
+    if topology not in scenarios:
+        raise click.ClickException(f"no topology '{topology}': choose one of {', '.join(scenarios)}")
+    if not shutil.which("podman"):
+        raise click.ClickException("podman is not installed: run 'make setup' first")
+    if subprocess.run(
+        ["podman", "image", "exists", "localhost/gauntlet-base:latest"], check=False
+    ).returncode:
+        raise click.ClickException(
+            "the base image localhost/gauntlet-base:latest is missing: run 'make setup' first"
+        )
+
+
+@click.group()
+def main() -> None:
+    """Bring up multi-host topologies and prove them with fault-injecting checks."""
+
+
+@main.command()
+@click.option("--topology", help="A Molecule scenario under molecule/ (container hosts on this machine).")
+@click.option("--inventory", type=click.Path(exists=True), help="An Ansible inventory of real hosts (SSH).")
+@click.option(
+    "--faults", type=int, default=10, show_default=True, help="Faults per randomized fault schedule."
+)
+@click.option("--report", "report_dir", default="report", show_default=True, help="Report directory.")
+@click.option("--keep", is_flag=True, help="Topologies: leave the hosts running afterwards (no destroy).")
+@click.option(
+    "--skip-provision", is_flag=True, help="Inventories: hosts are already provisioned; only check."
+)
+def run(
+    topology: str | None,
+    inventory: str | None,
+    faults: int,
+    report_dir: str,
+    keep: bool,
+    skip_provision: bool,
+) -> None:
+    """Provision, run every check that applies, write the report; exit non-zero when a check fails."""
+    if bool(topology) == bool(inventory):
+        raise click.UsageError("give exactly one of --topology NAME or --inventory PATH")
+    root = project_root()
+    report = Path(report_dir).resolve()
+    name = topology or Path(inventory).name  # type: ignore[arg-type]
+    run_dir = report / name
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a report shows one run, never a mix of old and new histories
+    run_dir.mkdir(parents=True)
+    env = dict(os.environ)
+    env.update(
+        GAUNTLET_REPORT_DIR=str(run_dir),
+        GAUNTLET_FAULTS=str(faults),
+        ANSIBLE_CONFIG=str(root / "ansible.cfg"),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    started = time.monotonic()
+    if topology:
+        _check_topology(root, topology)
+        if keep:
+            step(1, 3, f"molecule converge -s {topology}")
+            rc = _run(["molecule", "converge", "-s", topology], root, env)
+            if rc == 0:
+                step(2, 3, f"molecule verify -s {topology}")
+                rc = _run(["molecule", "verify", "-s", topology], root, env)
+        else:
+            step(1, 3, f"molecule test -s {topology} (create, converge, idempotence, verify, destroy)")
+            rc = _run(["molecule", "test", "-s", topology], root, env)
+    else:
+        inv = str(Path(inventory).resolve())  # type: ignore[arg-type]
+        env["GAUNTLET_INVENTORY"] = inv
+        rc = 0
+        if not skip_provision:
+            step(1, 3, f"ansible-playbook -i {inventory} playbooks/site.yml")
+            rc = _run(["ansible-playbook", "-i", inv, "playbooks/site.yml"], root, env)
+        if rc == 0:
+            step(2, 3, f"pytest tests/integration --inventory {inventory}")
+            rc = _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "tests/integration",
+                    "-p",
+                    "no:cacheprovider",
+                    f"--inventory={inv}",
+                    f"--report-dir={run_dir}",
+                ],
+                root,
+                env,
+            )
+    wall = time.monotonic() - started
+    with (run_dir / "bench.jsonl").open("a") as fh:
+        fh.write(
+            f'{{"name": "main_job_wall_seconds", "value": {wall:.1f}, "unit": "s", "context": {{"run": "{name}"}}}}\n'
+        )
+    step(3, 3, "writing the report")
+    page = build_report(report, title=f"gauntlet.cluster — {name}")
+    click.echo(f"BENCH main_job_wall_seconds={wall:.0f} s ({name})")
+    click.secho(f"report: {page}", bold=True)
+    if rc != 0:
+        raise click.ClickException(f"{name}: checks failed or provisioning failed (exit {rc}); see {page}")
+
+
+@main.command()
+@click.argument("report_dir", type=click.Path(exists=True, file_okay=False))
+def report(report_dir: str) -> None:
+    """Rebuild REPORT_DIR/index.html from the runs in it."""
+    click.echo(build_report(report_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Read what a run left in its report directory: JUnit XML, bench.jsonl, histories, topology.json."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gauntlet.history import History
+
+RUN_MARKERS = ("junit.xml", "bench.jsonl", "topology.json", "histories")
+
+
+@dataclass
+class Check:
+    """One pytest test as the JUnit XML tells it."""
+
+    name: str
+    classname: str
+    seconds: float
+    verdict: str  # passed | failed | error | skipped
+    message: str = ""
+
+
+@dataclass
+class Run:
+    """Everything one run (a topology, or one inventory) left in a directory."""
+
+    name: str
+    directory: Path
+    checks: list[Check] = field(default_factory=list)
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    histories: dict[str, History] = field(default_factory=dict)
+    topology: dict[str, Any] | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
+        for c in self.checks:
+            out[c.verdict] = out.get(c.verdict, 0) + 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        counts = self.counts
+        return counts["failed"] == 0 and counts["error"] == 0
+
+
+def read_junit(path: Path) -> list[Check]:
+    """Checks from a JUnit XML file (pytest's flavour)."""
+    if not path.exists():
+        return []
+    checks = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        verdict, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            el = case.find(tag)
+            if el is not None:
+                verdict = {"failure": "failed"}.get(tag, tag)
+                message = (el.get("message") or el.text or "").strip()
+                break
+        checks.append(
+            Check(
+                name=case.get("name", "?"),
+                classname=case.get("classname", ""),
+                seconds=float(case.get("time") or 0),
+                verdict=verdict,
+                message=message[:2000],
+            )
+        )
+    return checks
+
+
+def read_bench(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_run(directory: Path, name: str | None = None) -> Run:
+    run = Run(name=name or directory.name, directory=directory)
+    run.checks = read_junit(directory / "junit.xml")
+    run.figures = read_bench(directory / "bench.jsonl")
+    hist_dir = directory / "histories"
+    if hist_dir.is_dir():
+        for p in sorted(hist_dir.glob("*.jsonl")):
+            h = History.load(p)
+            if h.ops:
+                run.histories[p.stem] = h
+    topo = directory / "topology.json"
+    if topo.exists():
+        run.topology = json.loads(topo.read_text())
+    return run
+
+
+def find_runs(report_dir: Path) -> list[Run]:
+    """The run in ``report_dir`` itself, and one per subdirectory that holds a run (``make test`` layout)."""
+    runs = []
+    if any((report_dir / m).exists() for m in RUN_MARKERS):
+        runs.append(read_run(report_dir, name=report_dir.name))
+    for sub in sorted(p for p in report_dir.iterdir() if p.is_dir() and p.name != "histories"):
+        if any((sub / m).exists() for m in RUN_MARKERS):
+            runs.append(read_run(sub))
+    return runs
