@@ -8,6 +8,7 @@ SSH, see :class:`~gauntlet.cluster.Host`); the only podman-specific faults are `
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 from collections.abc import Callable, Iterable, Iterator
@@ -128,10 +129,16 @@ class Nemesis:
         once, started again on exit."""
         h = self._host(host)
         if h.connection == "podman":
+            addresses: dict[str, str] = {}
+
+            def kill() -> None:
+                addresses.update(self._podman_addresses(h))
+                self._podman("kill", h)
+
             return self._fault(
                 "crash",
-                lambda: self._podman("kill", h),
-                lambda: self._podman_start(h),
+                kill,
+                lambda: self._podman_start(h, addresses),
                 host=h.name,
                 how="podman kill",
             )
@@ -155,7 +162,35 @@ class Nemesis:
         if r.returncode != 0:
             raise FaultError(f"podman {verb} {h.container}: {r.stderr.strip()}")
 
-    def _podman_start(self, h: Host) -> None:
+    def _podman_addresses(self, h: Host) -> dict[str, str]:
+        """The container's address on each of its networks (network name -> IPv4)."""
+        r = subprocess.run(
+            ["podman", "inspect", "-f", "{{json .NetworkSettings.Networks}}", h.container],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        try:
+            networks = json.loads(r.stdout or "{}") or {}
+        except ValueError:
+            return {}
+        return {name: n["IPAddress"] for name, n in networks.items() if n.get("IPAddress")}
+
+    def _podman_start(self, h: Host, addresses: dict[str, str] | None = None) -> None:
+        # A killed container may get another address from podman's IPAM when it starts again (seen here:
+        # 10.89.2.3 -> .5), which breaks certificates and peer lists; re-attach it with its old address.
+        for network, ip in (addresses or {}).items():
+            subprocess.run(
+                ["podman", "network", "disconnect", network, h.container], capture_output=True, timeout=60
+            )
+            r = subprocess.run(
+                ["podman", "network", "connect", "--ip", ip, network, h.container],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if r.returncode != 0:
+                log.warning("could not re-attach %s to %s with %s: %s", h.name, network, ip, r.stderr.strip())
         self._podman("start", h)
         # Wait for systemd in the container to be up again before the test goes on.
         subprocess.run(
