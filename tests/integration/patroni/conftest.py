@@ -1,0 +1,62 @@
+"""Fixtures of the Patroni topology checks, and diagnostics (patronictl list/history, every member's Patroni
+log) printed with any check of this directory that fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from patroni_checks import PatroniCluster
+
+from gauntlet.bench import Bench, wait_for
+from gauntlet.clients.postgres import ensure_table
+from gauntlet.cluster import Cluster
+
+
+@pytest.fixture(scope="session")
+def pg(cluster: Cluster) -> PatroniCluster:
+    """The Patroni topology of the inventory (skipped when it has no group postgres)."""
+    return PatroniCluster(cluster)
+
+
+@pytest.fixture(scope="session")
+def table(pg: PatroniCluster) -> str:
+    """The writers' table exists (created through HAProxy's read-write port)."""
+    pg.wait_healthy()
+    wait_for(
+        lambda: ensure_table(pg.lb_endpoint("rw")) or True, 30, 0.5, "the writers' table through HAProxy"
+    )
+    return "gauntlet_writes"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
+@pytest.fixture(autouse=True)
+def patroni_diagnostics(request: pytest.FixtureRequest) -> Iterator[None]:
+    """When a check of this directory fails, print patronictl list/history and every member's Patroni log."""
+    yield
+    failed = any(getattr(getattr(request.node, f"rep_{w}", None), "failed", False) for w in ("setup", "call"))
+    if not failed:
+        return
+    try:
+        cluster = request.getfixturevalue("cluster")
+        text = PatroniCluster(cluster).diagnostics()
+    except Exception as exc:
+        text = f"(diagnostics unavailable: {exc})"
+    request.node.add_report_section("call", "patroni diagnostics", text)
+    print("\n" + text)
+
+
+@pytest.fixture(scope="session")
+def rto_series(bench: Bench) -> Iterator[dict[str, list[float]]]:
+    """RTO samples per fault type from every check of the session; their median/p99/max are bench lines."""
+    series: dict[str, list[float]] = {}
+    yield series
+    for fault, values in sorted(series.items()):
+        bench.record_series(f"patroni_rto_{fault}", values, "s")

@@ -1,0 +1,355 @@
+"""The Patroni topology as checks see it (members, REST APIs, PostgreSQL and HAProxy endpoints, health
+waits, diagnostics) and the procedure of one fault under write load, judged from its history."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gauntlet.bench import Bench, wait_for
+from gauntlet.checkers import lost_acknowledged_writes, single_leader, unavailability_windows
+from gauntlet.clients.postgres import (
+    Endpoint,
+    LeaderSampler,
+    PatroniAPI,
+    PostgresWorkload,
+    read_ids,
+)
+from gauntlet.cluster import Cluster, Host
+from gauntlet.errors import InventoryError
+from gauntlet.history import History, Op
+
+PATRONICTL = "patronictl -c /etc/patroni/config.yml"
+
+
+def secret_var(cluster: Cluster, name: str, group: str) -> str:
+    """A password as the roles see it: the inventory's value if it sets one, else the generated secret the
+    role default made (``<gauntlet_secrets_dir>/<name without _password>``, ansible's password lookup)."""
+    value = cluster.var(name, None, group=group)
+    if value:
+        return str(value)
+    secrets_dir = cluster.var("gauntlet_secrets_dir", None, group=group)
+    stem = name.removesuffix("_password")
+    path = Path(str(secrets_dir)) / stem if secrets_dir else None
+    if not path or not path.exists():
+        raise InventoryError(f"{name} is not set in the inventory and no generated secret exists at {path}")
+    return path.read_text().split()[0]
+
+
+class PatroniCluster:
+    """The Patroni topology as the checks see it: members, their REST APIs and PostgreSQL, HAProxy's ports."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.members: list[Host] = cluster.group("postgres")
+        self.by_name = {h.name: h for h in self.members}
+        v = lambda name, default=None: cluster.var(name, default, group="postgres")  # noqa: E731
+        secret = lambda name: secret_var(cluster, name, "postgres")  # noqa: E731
+        self.ttl = int(v("patroni_ttl", 30))
+        self.loop_wait = int(v("patroni_loop_wait", 10))
+        self.retry_timeout = int(v("patroni_retry_timeout", 10))
+        self.synchronous_mode = bool(v("patroni_synchronous_mode", False))
+        self.pg_port = int(v("patroni_postgresql_port", 5432))
+        self.rest_port = int(v("patroni_restapi_port", 8008))
+        self.ca = cluster.ca_cert
+        self.apis = {
+            h.name: PatroniAPI(
+                h.name,
+                h.address,
+                self.rest_port,
+                self.ca,
+                str(v("patroni_restapi_username", "patroni")),
+                secret("patroni_restapi_password"),
+                client_cert=cluster.client_cert("gauntlet-client"),
+            )
+            for h in self.members
+        }
+        self.app_user = str(v("patroni_app_user", "gauntlet"))
+        self.app_password = secret("patroni_app_password")
+        self.app_db = str(v("patroni_app_database", "gauntlet"))
+        self.superuser = str(v("patroni_superuser_username", "postgres"))
+        self.superuser_password = secret("patroni_superuser_password")
+
+    # -- endpoints ------------------------------------------------------------------------------------------
+    def member_endpoint(self, name: str, **changes: Any) -> Endpoint:
+        """The application user's endpoint on one member, verified by the member's name."""
+        h = self.by_name[name]
+        ep = Endpoint(name, h.address, self.pg_port, self.app_user, self.app_password, self.app_db, self.ca)
+        return ep.with_(**changes) if changes else ep
+
+    @property
+    def lb(self) -> Host:
+        """The first HAProxy host."""
+        return self.cluster.group("haproxy")[0]
+
+    def lb_endpoint(self, port: str = "rw", **changes: Any) -> Endpoint:
+        """HAProxy's read-write (5000) or read-only (5001) port, verified by the load balancer's name (the
+        members' certificates carry it: TLS passes through HAProxy untouched)."""
+        lb = self.lb
+        p = int(
+            lb.var("haproxy_primary_port", 5000) if port == "rw" else lb.var("haproxy_replica_port", 5001)
+        )
+        ep = Endpoint(lb.name, lb.address, p, self.app_user, self.app_password, self.app_db, self.ca)
+        return ep.with_(**changes) if changes else ep
+
+    # -- state ----------------------------------------------------------------------------------------------
+    def members_state(self, exclude: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+        """/patroni of every reachable member (exceptions leave a member out)."""
+        out = {}
+        for name, api in self.apis.items():
+            if name in exclude:
+                continue
+            try:
+                out[name] = api.status()
+            except Exception:
+                continue
+        return out
+
+    def leaders(self, exclude: tuple[str, ...] = ()) -> list[str]:
+        """Members that hold the leader lock and run as primary (/primary = 200)."""
+        out = []
+        for name, api in self.apis.items():
+            if name in exclude:
+                continue
+            try:
+                if api.is_primary(timeout=2):
+                    out.append(name)
+            except Exception:
+                continue
+        return out
+
+    def leader(self, timeout: float = 60, exclude: tuple[str, ...] = ()) -> str:
+        """The one leader (waits until exactly one member claims it)."""
+
+        def one() -> str | None:
+            ls = self.leaders(exclude)
+            return ls[0] if len(ls) == 1 else None
+
+        return wait_for(one, timeout, 0.25, "exactly one Patroni leader")
+
+    def replicas(self, leader: str) -> list[str]:
+        return [n for n in self.by_name if n != leader]
+
+    def psql(self, name: str, sql: str, check: bool = True) -> str:
+        """Run SQL as the superuser on a member over its local socket (root maps to postgres)."""
+        r = self.by_name[name].run(
+            [
+                "psql",
+                "-h",
+                "/var/run/postgresql",
+                "-p",
+                str(self.pg_port),
+                "-U",
+                self.superuser,
+                "-d",
+                "postgres",
+                "-XAtq",
+                "-c",
+                sql,
+            ],
+            check=check,
+        )
+        return r.stdout.strip()
+
+    def streaming(self, name: str) -> bool:
+        """True when the member's WAL receiver is streaming."""
+        try:
+            return self.psql(name, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+        except Exception:
+            return False
+
+    def healthy(self) -> str | None:
+        """The leader's name when the cluster is whole: one leader, every other member a running replica that
+        streams, and (synchronous mode) a synchronous standby in place. Else None."""
+        ls = self.leaders()
+        if len(ls) != 1:
+            return None
+        leader = ls[0]
+        states = self.members_state()
+        if len(states) != len(self.members):
+            return None
+        for name in self.replicas(leader):
+            st = states[name]
+            if st.get("role") != "replica" or st.get("state") != "running" or not self.streaming(name):
+                return None
+        if self.synchronous_mode:
+            sync = self.psql(
+                leader, "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'", check=False
+            )
+            if sync != "1":
+                return None
+        return leader
+
+    def wait_healthy(self, timeout: float = 120) -> str:
+        return wait_for(
+            self.healthy, timeout, 0.5, "a whole Patroni cluster (one leader, replicas streaming)"
+        )
+
+    def sync_standby(self, leader: str) -> str | None:
+        name = self.psql(leader, "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'")
+        return name or None
+
+    def sampler(self) -> LeaderSampler:
+        """A split-brain sampler over every member."""
+        return LeaderSampler(self.apis.values(), {n: self.member_endpoint(n) for n in self.by_name})
+
+    def set_synchronous_mode(self, on: bool, timeout: float = 60) -> None:
+        """Switch synchronous_mode through the REST API and wait until the leader's setting follows."""
+        api = self.apis[self.leader()]
+        code, body = api.request("PATCH", "/config", {"synchronous_mode": on}, auth=True)
+        assert code == 200, f"PATCH /config answered {code}: {body}"
+
+        def applied() -> bool:
+            names = self.psql(self.leader(), "SHOW synchronous_standby_names")
+            return bool(names) == on
+
+        wait_for(applied, timeout, 0.5, f"synchronous_mode={on} applied on the leader")
+        self.synchronous_mode = on
+
+    def diagnostics(self) -> str:
+        """patronictl list/history and each member's recent Patroni log."""
+        parts = []
+        for h in self.members:
+            r = h.run(f"{PATRONICTL} list; {PATRONICTL} history", timeout=20)
+            if r.ok:
+                parts.append(f"== patronictl on {h.name}\n{r.stdout}")
+                break
+        for h in self.members:
+            r = h.run("journalctl -u patroni -n 80 --no-pager -o short-precise", timeout=20)
+            parts.append(f"== Patroni log of {h.name}\n{r.stdout}{r.stderr}")
+        return "\n".join(parts)
+
+
+# ---- one fault under load ----------------------------------------------------------------------------------
+@dataclass
+class FaultRun:
+    """What one fault under load produced."""
+
+    fault: str
+    old_leader: str
+    new_leader: str
+    rto: float | None
+    lost: list[int]
+    acked: int
+    split_brain: list[Any]
+    pg_overlaps: list[Any]
+    rejoined: bool
+    probes: int
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def fault_start_op(history: History, name: str, after: int = 0) -> Op:
+    """The history entry of the most recent start of fault ``name`` (at index >= after)."""
+    starts = [o for o in history.faults() if o.f == f"{name}:start" and o.index >= after]
+    assert starts, f"no {name} fault recorded in the history"
+    return starts[-1]
+
+
+def wait_writes_ok(history: History, after_ns: int, timeout: float, n: int = 1) -> None:
+    """Wait until ``n`` writes invoked after ``after_ns`` have been acknowledged."""
+
+    def enough() -> bool:
+        pairs = history.pairs()
+        ok = [
+            1
+            for inv, done in pairs
+            if done and done.type == "ok" and done.f == "write" and inv.time >= after_ns
+        ]
+        return len(ok) >= n
+
+    wait_for(enough, timeout, 0.1, f"{n} acknowledged writes through HAProxy")
+
+
+def run_fault(
+    pg: PatroniCluster,
+    history: History,
+    name: str,
+    fault: Callable[[str], AbstractContextManager[Any]],
+    *,
+    record_name: str | None = None,
+    writers: int = 2,
+    hold: float = 0.0,
+    expect_new_leader: bool = True,
+    during: Callable[[str], None] | None = None,
+) -> FaultRun:
+    """Under write load through HAProxy, apply ``fault(leader)`` (recorded in the history as
+    ``record_name``, default ``name``): wait for a new leader (unless
+    ``expect_new_leader`` is false) and for writes to resume, hold ``hold`` s more, heal, wait for the
+    cluster to be whole again, then judge the history: RTO, acknowledged writes lost, split brain."""
+    old = pg.wait_healthy()
+    started_ns = time.monotonic_ns()
+    sampler = pg.sampler().start()
+    workload = PostgresWorkload(
+        history, pg.lb_endpoint("rw"), pg.lb_endpoint("ro"), writers=writers, readers=1
+    )
+    new = old
+    try:
+        with workload:
+            wait_writes_ok(history, started_ns, 30, n=20)
+            mark = len(history.ops)
+            with fault(old):
+                t0 = fault_start_op(history, record_name or name, mark).time
+                if during:
+                    during(old)
+                    history.mark("checked-during-fault")
+                if expect_new_leader:
+                    new = pg.leader(timeout=pg.ttl + 60, exclude=(old,))
+                    history.mark("new-leader", leader=new)
+                wait_writes_ok(history, t0, pg.ttl + 60, n=10)
+                history.mark("writes-resumed")
+                if hold:
+                    time.sleep(hold)
+            history.mark("healed")
+            new = pg.wait_healthy(timeout=120)
+            history.mark("whole-again", leader=new)
+            wait_writes_ok(history, time.monotonic_ns(), 30, n=10)
+    finally:
+        sampler.stop()
+    t_end = time.monotonic_ns()
+    rto = outage(history, t0, t_end)
+    final = read_ids(pg.lb_endpoint("rw"), since=workload.id_base)
+    lost = lost_acknowledged_writes(history, final)
+    acked = sum(1 for o in history.client_ops() if o.type == "ok" and o.f == "write")
+    states = pg.members_state()
+    rejoined = states.get(old, {}).get("role") == "replica" and pg.streaming(old)
+    return FaultRun(
+        fault=name,
+        old_leader=old,
+        new_leader=new,
+        rto=rto,
+        lost=lost,
+        acked=acked,
+        split_brain=single_leader(sampler.leader_samples()),
+        pg_overlaps=sampler.pg_primary_overlaps(),
+        rejoined=rejoined,
+        probes=sampler.answered(),
+        notes={"stats": dict(workload.stats.counts)},
+    )
+
+
+def outage(history: History, t_start: int, t_end: int) -> float | None:
+    """The RTO clients saw for a fault: the longest gap between two acknowledged writes that overlaps the
+    fault's span [t_start, t_end] (monotonic ns). ``None`` when no write was acknowledged after t_start."""
+    oks = [o.time for o in history.client_ops() if o.type == "ok" and o.f == "write"]
+    if not any(t > t_start for t in oks):
+        return None
+    gaps = [w.seconds for w in unavailability_windows(history) if w.end >= t_start and w.start <= t_end]
+    return max(gaps, default=0.0)
+
+
+def record_run(bench: Bench, run: FaultRun, mode: str) -> None:
+    """Bench lines of one fault run."""
+    if run.rto is not None:
+        bench.record(
+            f"patroni_rto_{run.fault}", run.rto, "s", mode=mode, old=run.old_leader, new=run.new_leader
+        )
+    bench.record(f"patroni_writes_lost_{run.fault}", len(run.lost), "writes", mode=mode, acked=run.acked)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
