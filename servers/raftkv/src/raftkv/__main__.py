@@ -1,0 +1,7 @@
+"""``python -m raftkv --config node.toml``."""
+
+import sys
+
+from raftkv.cli import main
+
+sys.exit(main())

@@ -1,0 +1,405 @@
+"""Client of the reference Raft key-value server (servers/raftkv) — or any server with the same HTTP API.
+
+Every operation can be recorded into a :class:`~gauntlet.history.History` (Jepsen's model), and the
+classification of failures is what makes a linearizability verdict sound:
+
+- ``ok``: the server answered 200 (or 404 for a read of an absent key).
+- ``fail`` (certainly did not happen): the request never left (connection refused or timed out while
+  connecting, TLS handshake failed), or the server said so: 409 compare-and-set mismatch, 503
+  ``not-applied`` (no leader, no quorum, entry discarded), 4xx.
+- ``info`` (unknown): anything after the request was sent without a definite answer: a read timeout, a
+  reset connection, 504 (not committed in time), other 5xx.
+
+Definite failures are retried on the next member until ``retry_for`` runs out (nothing happened, so
+retrying cannot apply a write twice). An unknown outcome of a write is never retried: the write may
+still be applied, and a second attempt could apply it twice. Reads have no effect, so a read is retried
+on another member after any failure, and recorded as one operation.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from gauntlet.bench import wait_for
+from gauntlet.history import History
+
+
+class RaftKVError(Exception):
+    """Base of the client's errors. ``definite``: the operation certainly did not take effect."""
+
+    definite = False
+
+    def __init__(self, message: str, member: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.member = member
+        self.status = status
+
+
+class NotApplied(RaftKVError):
+    """The operation certainly did not take effect (not sent, or the server said so)."""
+
+    definite = True
+
+
+class CasMismatch(NotApplied):
+    """Compare-and-set found another value (``current``) than expected: nothing was written."""
+
+    def __init__(self, message: str, current: str | None, member: str | None = None) -> None:
+        super().__init__(message, member, 409)
+        self.current = current
+
+
+class OutcomeUnknown(RaftKVError):
+    """The request was sent but no definite answer came back: it may or may not have taken effect."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One server: a name (inventory host) and the ``host:port`` its API listens on."""
+
+    name: str
+    address: str
+
+
+class _Connections(threading.local):
+    def __init__(self) -> None:
+        self.by_member: dict[str, tuple[http.client.HTTPConnection, float]] = {}
+
+
+class RaftKVClient:
+    """Talks to every member of one cluster; optionally records each operation into ``history``.
+
+    One client object is one *process* of the history (it must run one operation at a time); use
+    :meth:`for_process` to get siblings for concurrent workers (they share the settings, not the state).
+    """
+
+    def __init__(
+        self,
+        members: Iterable[Member | str],
+        *,
+        ca_file: str | Path | None = None,
+        client_cert: tuple[str | Path, str | Path] | None = None,
+        tls: bool = True,
+        timeout: float = 10.0,
+        connect_timeout: float = 2.0,
+        retry_for: float = 10.0,
+        history: History | None = None,
+        process: str = "c0",
+        idle_reconnect: float = 30.0,
+    ) -> None:
+        self.members = [m if isinstance(m, Member) else Member(m, m) for m in members]
+        if not self.members:
+            raise ValueError("a RaftKVClient needs at least one member")
+        self.ca_file = str(ca_file) if ca_file else None
+        self.client_cert = (str(client_cert[0]), str(client_cert[1])) if client_cert else None
+        self.tls = tls
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.retry_for = retry_for
+        self.history = history
+        self.process = process
+        self.idle_reconnect = idle_reconnect
+        self._ssl: ssl.SSLContext | None = self._make_ssl() if tls else None
+        self._conns = _Connections()
+        self._preferred = 0
+
+    @classmethod
+    def from_cluster(
+        cls,
+        cluster: Any,
+        group: str = "custom_server",
+        port_var: str = "custom_server_client_port",
+        default_port: int = 8443,
+        client_name: str = "gauntlet-client",
+        **kwargs: Any,
+    ) -> RaftKVClient:
+        """A client for the hosts of ``group`` of a :class:`~gauntlet.cluster.Cluster`, with the cluster's
+        CA and the tests' client certificate (mTLS)."""
+        hosts = cluster.group(group)
+        members = [Member(h.name, f"{h.address}:{int(h.var(port_var, default_port))}") for h in hosts]
+        kwargs.setdefault("ca_file", cluster.ca_cert)
+        kwargs.setdefault("client_cert", cluster.client_cert(client_name))
+        return cls(members, **kwargs)
+
+    def for_process(self, process: str, history: History | None = None) -> RaftKVClient:
+        """A sibling client with its own process id (and the same or another history)."""
+        c = RaftKVClient.__new__(RaftKVClient)
+        c.__dict__.update(self.__dict__)
+        c.process = process
+        c.history = history if history is not None else self.history
+        c._conns = _Connections()
+        return c
+
+    def _make_ssl(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if self.client_cert:
+            ctx.load_cert_chain(*self.client_cert)
+        return ctx
+
+    def member(self, name: str) -> Member:
+        for m in self.members:
+            if m.name == name or m.address == name:
+                return m
+        raise KeyError(f"no member {name} (members: {[m.name for m in self.members]})")
+
+    # -- one HTTP exchange ---------------------------------------------------------------------------------
+    def _connection(self, m: Member) -> http.client.HTTPConnection:
+        """A connected keep-alive connection to ``m``; raises NotApplied when it cannot connect."""
+        now = time.monotonic()
+        held = self._conns.by_member.get(m.name)
+        if held is not None:
+            conn, last_used = held
+            if now - last_used < self.idle_reconnect and conn.sock is not None:
+                return conn
+            conn.close()
+        host, _, port = m.address.rpartition(":")
+        if self.tls:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                host, int(port), timeout=self.connect_timeout, context=self._ssl
+            )
+        else:
+            conn = http.client.HTTPConnection(host, int(port), timeout=self.connect_timeout)
+        try:
+            conn.connect()  # TCP + TLS handshake: a failure here means nothing was sent
+        except (OSError, ssl.SSLError) as exc:
+            conn.close()
+            self._conns.by_member.pop(m.name, None)
+            raise NotApplied(f"cannot connect to {m.name} ({m.address}): {exc}", m.name) from exc
+        conn.sock.settimeout(self.timeout)
+        self._conns.by_member[m.name] = (conn, now)
+        return conn
+
+    def request(
+        self, m: Member, method: str, path: str, body: bytes | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """One request to one member: (status, JSON body). Raises NotApplied / OutcomeUnknown on errors."""
+        conn = self._connection(m)
+        headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+            conn.close()
+            self._conns.by_member.pop(m.name, None)
+            kind = "timed out" if isinstance(exc, TimeoutError | socket.timeout) else "failed"
+            raise OutcomeUnknown(
+                f"{method} {path} on {m.name} {kind} after sending: {exc!r}", m.name
+            ) from exc
+        self._conns.by_member[m.name] = (conn, time.monotonic())
+        if resp.getheader("Connection", "").lower() == "close":
+            conn.close()
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {"error": raw[:200].decode("utf-8", "replace")}
+        return resp.status, data
+
+    # -- operations with retry and recording ---------------------------------------------------------------
+    def _order(self, member: str | None) -> list[Member]:
+        if member is not None:
+            return [self.member(member)]
+        i = self._preferred % len(self.members)
+        return self.members[i:] + self.members[:i]
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        member: str | None,
+        retry_for: float | None,
+        retry_unknown: bool,
+    ) -> tuple[int, dict[str, Any], Member]:
+        """Send until a definite answer; fail over to the next member on definite failures."""
+        deadline = time.monotonic() + (self.retry_for if retry_for is None else retry_for)
+        order = self._order(member)
+        attempt = 0
+        while True:
+            m = order[attempt % len(order)]
+            attempt += 1
+            try:
+                status, data = self.request(m, method, path, body)
+                if status == 503 and data.get("outcome") == "not-applied":
+                    raise NotApplied(f"{m.name}: {data.get('error')}", m.name, status)
+                if status >= 500 and status != 503:
+                    raise OutcomeUnknown(f"{m.name}: HTTP {status} {data.get('error')}", m.name, status)
+                if status == 503:
+                    raise NotApplied(f"{m.name}: HTTP 503 {data.get('error')}", m.name, status)
+                self._preferred = self.members.index(m)
+                return status, data, m
+            except RaftKVError as exc:
+                if not exc.definite and not retry_unknown:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                # next member; a short pause once every member was tried (elections take ~1 s)
+                if attempt % len(order) == 0:
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def _record(self, f: str, key: str, value: Any, run: Any) -> Any:
+        """Run ``run()`` (returns (result, recorded value)) and record invoke + ok/fail/info."""
+        inv = self.history.invoke(self.process, f, value, key=key) if self.history else None
+        try:
+            result, recorded = run()
+        except RaftKVError as exc:
+            if inv is not None:
+                self.history.complete(
+                    inv, "fail" if exc.definite else "info", error=str(exc), member=exc.member
+                )
+            raise
+        except BaseException as exc:  # a bug or KeyboardInterrupt: outcome unknown
+            if inv is not None:
+                self.history.complete(inv, "info", error=f"{type(exc).__name__}: {exc}")
+            raise
+        if inv is not None:
+            self.history.complete(inv, "ok", value=recorded)
+        return result
+
+    @staticmethod
+    def _path(prefix: str, key: str) -> str:
+        return f"/{prefix}/{quote(key, safe='')}"
+
+    def get(
+        self, key: str, *, member: str | None = None, stale: bool = False, retry_for: float | None = None
+    ) -> str | None:
+        """The value of ``key`` (None: absent). Linearizable unless ``stale``."""
+
+        def run() -> tuple[str | None, Any]:
+            path = self._path("kv", key) + ("?stale=1" if stale else "")
+            status, data, m = self._call("GET", path, None, member, retry_for, retry_unknown=True)
+            if status == 404:
+                return None, None
+            if status != 200:
+                raise NotApplied(f"GET {key} on {m.name}: HTTP {status} {data.get('error')}", m.name, status)
+            return data["value"], data["value"]
+
+        return self._record("stale-read" if stale else "read", key, None, run)
+
+    def put(self, key: str, value: str, *, member: str | None = None, retry_for: float | None = None) -> None:
+        """Write ``value`` to ``key`` (acknowledged once committed by a majority)."""
+
+        def run() -> tuple[None, Any]:
+            status, data, m = self._call(
+                "PUT", self._path("kv", key), value.encode(), member, retry_for, False
+            )
+            if status != 200:
+                raise NotApplied(f"PUT {key} on {m.name}: HTTP {status} {data.get('error')}", m.name, status)
+            return None, value
+
+        self._record("write", key, value, run)
+
+    def delete(self, key: str, *, member: str | None = None, retry_for: float | None = None) -> bool:
+        """Delete ``key``; True if it existed."""
+
+        def run() -> tuple[bool, Any]:
+            status, data, m = self._call("DELETE", self._path("kv", key), None, member, retry_for, False)
+            if status != 200:
+                raise NotApplied(
+                    f"DELETE {key} on {m.name}: HTTP {status} {data.get('error')}", m.name, status
+                )
+            return bool(data.get("deleted")), None
+
+        return self._record("delete", key, None, run)
+
+    def cas(
+        self,
+        key: str,
+        expect: str | None,
+        value: str,
+        *,
+        member: str | None = None,
+        retry_for: float | None = None,
+    ) -> None:
+        """Set ``key`` to ``value`` if it holds ``expect`` (None: if absent); raises CasMismatch otherwise."""
+
+        def run() -> tuple[None, Any]:
+            body = json.dumps({"expect": expect, "value": value}).encode()
+            status, data, m = self._call("POST", self._path("cas", key), body, member, retry_for, False)
+            if status == 409:
+                raise CasMismatch(
+                    f"cas {key} on {m.name}: holds {data.get('current')!r}, not {expect!r}",
+                    data.get("current"),
+                    m.name,
+                )
+            if status != 200:
+                raise NotApplied(f"cas {key} on {m.name}: HTTP {status} {data.get('error')}", m.name, status)
+            return None, [expect, value]
+
+        self._record("cas", key, [expect, value], run)
+
+    # -- cluster state -------------------------------------------------------------------------------------
+    def status(self, member: str) -> dict[str, Any]:
+        """``/cluster`` of one member (its own view)."""
+        status, data = self.request(self.member(member), "GET", "/cluster")
+        if status != 200:
+            raise NotApplied(f"/cluster on {member}: HTTP {status}", member, status)
+        return data
+
+    def health(self, member: str) -> tuple[bool, dict[str, Any]]:
+        """``/health`` of one member: (healthy, body)."""
+        status, data = self.request(self.member(member), "GET", "/health")
+        return status == 200, data
+
+    def leaders(self) -> dict[str, str | None]:
+        """Each reachable member's idea of the leader (member name -> leader id or None)."""
+        out: dict[str, str | None] = {}
+        for m in self.members:
+            try:
+                s = self.status(m.name)
+            except RaftKVError:
+                continue
+            out[m.name] = (s.get("leader") or {}).get("id")
+        return out
+
+    def self_declared_leaders(self) -> list[str]:
+        """Members that say they are the leader right now (more than one = split brain, or a stale one)."""
+        out = []
+        for m in self.members:
+            try:
+                if self.status(m.name).get("state") == "leader":
+                    out.append(m.name)
+            except RaftKVError:
+                continue
+        return out
+
+    def agreed_leader(self, members: Iterable[str] | None = None) -> str | None:
+        """The leader every given member (default: all) names, if they all name the same one."""
+        names = list(members) if members is not None else [m.name for m in self.members]
+        views = self.leaders()
+        seen = {views.get(n) for n in names}
+        if len(seen) == 1 and None not in seen:
+            return seen.pop()
+        return None
+
+    def wait_for_ready(self, timeout: float = 60.0, members: Iterable[str] | None = None) -> str:
+        """Wait until the given members (default: all) are healthy and agree on one leader; return it."""
+        names = list(members) if members is not None else [m.name for m in self.members]
+
+        def ready() -> str | None:
+            for n in names:
+                ok, _ = self.health(n)
+                if not ok:
+                    return None
+            return self.agreed_leader(names)
+
+        return wait_for(ready, timeout, interval=0.2, what=f"raftkv members {names} healthy with one leader")
+
+    def close(self) -> None:
+        """Close this thread's connections."""
+        for conn, _ in self._conns.by_member.values():
+            conn.close()
+        self._conns.by_member.clear()
+
+
+__all__ = ["CasMismatch", "Member", "NotApplied", "OutcomeUnknown", "RaftKVClient", "RaftKVError"]

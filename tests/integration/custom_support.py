@@ -1,0 +1,170 @@
+"""Helpers of the custom server checks (tests/integration/test_custom*.py): the cluster as the checks see it,
+a Jepsen-style workload of recorded clients, and the verdicts every check ends with."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from gauntlet.bench import wait_for
+from gauntlet.checkers import linearizable
+from gauntlet.clients.raftkv import CasMismatch, RaftKVClient, RaftKVError
+from gauntlet.cluster import Cluster, Host
+from gauntlet.history import History
+
+GROUP = "custom_server"
+
+
+def unit(cluster: Cluster) -> str:
+    """The systemd unit of the custom server (role knob custom_server_service_name)."""
+    return str(cluster.var("custom_server_service_name", "custom-server", group=GROUP))
+
+
+def fresh_keys(prefix: str, n: int = 1) -> list[str]:
+    """Keys no earlier check used: every register starts absent, as the linearizability check assumes."""
+    run = uuid.uuid4().hex[:8]
+    return [f"{prefix}-{run}-{i}" for i in range(n)]
+
+
+def client(cluster: Cluster, history: History | None = None, **kw: Any) -> RaftKVClient:
+    """A client of every member with the cluster CA and the tests' client certificate (mTLS)."""
+    kw.setdefault("timeout", 6.0)
+    kw.setdefault("connect_timeout", 1.5)
+    kw.setdefault("retry_for", 8.0)
+    return RaftKVClient.from_cluster(cluster, history=history, **kw)
+
+
+def host_of(cluster: Cluster, kv: RaftKVClient, member_id: str) -> Host:
+    """The inventory host of a member id as /cluster names it (node ids default to inventory names)."""
+    if member_id in cluster.hosts:
+        return cluster[member_id]
+    for m in kv.members:
+        status = kv.status(m.name)
+        if status.get("node_id") == member_id:
+            return cluster[m.name]
+    raise KeyError(f"no inventory host serves member {member_id}")
+
+
+def leader(cluster: Cluster, kv: RaftKVClient, timeout: float = 30.0) -> Host:
+    """The host every member agrees is the leader (waits for agreement)."""
+    name = kv.wait_for_ready(timeout)
+    return host_of(cluster, kv, name)
+
+
+def new_leader(kv: RaftKVClient, survivors: list[str], old: str, timeout: float) -> str:
+    """Wait until the ``survivors`` agree on a leader other than ``old`` and serve (health); return it."""
+
+    def elected() -> str | None:
+        views = {}
+        for n in survivors:
+            try:
+                views[n] = (kv.status(n).get("leader") or {}).get("id")
+            except RaftKVError:
+                return None
+        ids = set(views.values())
+        if len(ids) == 1 and None not in ids and old not in ids:
+            return ids.pop()
+        return None
+
+    return wait_for(elected, timeout, interval=0.05, what=f"a new leader (not {old}) among {survivors}")
+
+
+def assert_linearizable(history: History, **kw: Any) -> None:
+    """Every key's operations form a linearizable register history; else the shrunk violation is shown."""
+    result = linearizable(history, **kw)
+    print(result.report().splitlines()[0])
+    assert result.valid is True, result.report()
+
+
+def term_leaders(samples: list[dict[str, Any]]) -> dict[int, set[str]]:
+    """Raft's election safety, from /cluster samples: term -> the members that were leader in it."""
+    out: dict[int, set[str]] = {}
+    for s in samples:
+        if s.get("state") == "leader":
+            out.setdefault(int(s["term"]), set()).add(str(s["node_id"]))
+    return out
+
+
+@dataclass
+class Workload:
+    """Recorded clients doing random reads, writes and compare-and-sets on a few keys until stopped.
+
+    Each worker is one process of the history. Writes carry unique values (Jepsen's convention: a read
+    identifies the write it saw). A cas expects the value the worker last saw, so some fail with a
+    mismatch (a definite failure, recorded as such).
+    """
+
+    cluster: Cluster
+    history: History
+    keys: list[str]
+    workers: int = 4
+    seed: int = 0
+    client_kw: dict[str, Any] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Workload:
+        base = client(self.cluster, self.history, **self.client_kw)
+        for i in range(self.workers):
+            c = base.for_process(f"w{i}")
+            t = threading.Thread(target=self._run, args=(c, random.Random(self.seed * 1000 + i)), daemon=True)
+            self._threads.append(t)
+            t.start()
+        return self
+
+    def _run(self, c: RaftKVClient, rng: random.Random) -> None:
+        last: dict[str, str | None] = {}
+        n = 0
+        while not self._stop.is_set():
+            key = rng.choice(self.keys)
+            n += 1
+            roll = rng.random()
+            try:
+                if roll < 0.4:
+                    last[key] = c.get(key)
+                    outcome = "read-ok"
+                elif roll < 0.8:
+                    value = f"{c.process}-{n}"
+                    c.put(key, value)
+                    last[key] = value
+                    outcome = "write-ok"
+                else:
+                    value = f"{c.process}-{n}"
+                    c.cas(key, last.get(key), value)
+                    last[key] = value
+                    outcome = "cas-ok"
+            except CasMismatch as exc:
+                last[key] = exc.current
+                outcome = "cas-mismatch"
+            except RaftKVError as exc:
+                outcome = "definite-fail" if exc.definite else "unknown"
+                time.sleep(0.05)  # the client already retried across members; do not spin
+            with self._lock:
+                self.counts[outcome] += 1
+
+    def stop(self) -> Counter:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+        return self.counts
+
+    def ok_writes(self) -> int:
+        return self.counts["write-ok"] + self.counts["cas-ok"]
+
+    def wait_ops(self, n: int, timeout: float, what: str = "operations") -> None:
+        """Wait until at least ``n`` more operations completed ok (the cluster is serving)."""
+        with self._lock:
+            start = self.counts["read-ok"] + self.ok_writes()
+
+        def enough() -> bool:
+            with self._lock:
+                return self.counts["read-ok"] + self.ok_writes() - start >= n
+
+        wait_for(enough, timeout, interval=0.05, what=f"{n} more successful {what}")
