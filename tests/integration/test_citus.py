@@ -290,6 +290,7 @@ def twopc(citus: CitusCluster) -> Iterator[str]:
                 )
     yield t
     citus.drop(t)
+    citus.query("DROP FUNCTION IF EXISTS gauntlet_hold_prepare()")
 
 
 def keys_on(citus: CitusCluster, table: str, nodename: str, n: int, txn: int) -> list[int]:
