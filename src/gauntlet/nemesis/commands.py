@@ -95,6 +95,9 @@ def nfqueue_delay(peers: Iterable[str], ms: int, jitter_ms: int = 0) -> tuple[st
     """(start, undo) for latency without netem: outgoing packets to ``peers`` go through NFQUEUE to a
     small delayer (``nfqueue_delay.py``, copied to the host) run as a transient systemd unit."""
     unit = DELAYER_UNIT
+    bound = (
+        f"awk '$1 == {NFQUEUE_NUM} {{b = 1}} END {{exit !b}}' /proc/net/netfilter/nfnetlink_queue 2>/dev/null"
+    )
     run = shlex.join(
         [
             "systemd-run",
@@ -119,7 +122,10 @@ def nfqueue_delay(peers: Iterable[str], ms: int, jitter_ms: int = 0) -> tuple[st
         ensure_chain(),
         f"systemctl stop {unit} 2>/dev/null || true",
         run,
-        "for i in $(seq 50); do systemctl is-active -q " + unit + " && break; sleep 0.1; done",
+        # Wait until the delayer has bound the queue (the kernel lists it), not just until its unit is active:
+        # with --queue-bypass, packets queued before the bind pass undelayed and the fault would not apply.
+        f"for i in $(seq 100); do {bound} && break; sleep 0.1; done",
+        f"{bound} || {{ echo 'the NFQUEUE delayer did not bind queue {NFQUEUE_NUM}' >&2; exit 1; }}",
     ]
     start += [f"iptables -w -A {CHAIN} {r}" for r in rules]
     undo = [f"iptables -w -D {CHAIN} {r} 2>/dev/null || true" for r in rules]
