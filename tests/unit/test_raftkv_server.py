@@ -130,6 +130,10 @@ def test_local_cluster_crud_classification_and_durability(local: Local) -> None:
     for n in ("n0", "n1", "n2"):
         if n != lone:
             local.stop(n)
+    # a stopped member behind a pooled keep-alive connection: reconnecting is refused, so nothing was sent
+    with pytest.raises(NotApplied):
+        kv.put("b", "never-sent", member="n1", retry_for=0)
+    assert [o.type for o in history.ops if o.value == "never-sent"] == ["invoke", "fail"]
     wait_for(lambda: not kv.health(lone)[0], 15, 0.1, "the lone member noticing it lost the majority")
     with pytest.raises(NotApplied):
         kv.put("b", "lost", member=lone, retry_for=0)

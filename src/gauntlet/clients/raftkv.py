@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import socket
 import ssl
 import threading
@@ -69,6 +70,17 @@ class Member:
 
     name: str
     address: str
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """Whether an idle keep-alive connection was closed by the server (it has nothing to say while idle, so
+    readable means EOF or reset). Checked before reuse: a request written into a dead connection would
+    have an unknown outcome, while reconnecting first keeps a refused connection a definite failure."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 class _Connections(threading.local):
@@ -159,7 +171,7 @@ class RaftKVClient:
         held = self._conns.by_member.get(m.name)
         if held is not None:
             conn, last_used = held
-            if now - last_used < self.idle_reconnect and conn.sock is not None:
+            if now - last_used < self.idle_reconnect and conn.sock is not None and not _dropped(conn.sock):
                 return conn
             conn.close()
         host, _, port = m.address.rpartition(":")
