@@ -32,25 +32,20 @@ def table(pg: PatroniCluster) -> str:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """When a check of this directory fails, add patronictl list/history and every member's Patroni log to
+    its report (shown with the failure, and in JUnit XML)."""
     rep = yield
-    setattr(item, f"rep_{rep.when}", rep)
+    if rep.failed and rep.when in ("setup", "call"):
+        try:
+            pg = item.funcargs.get("pg") if hasattr(item, "funcargs") else None  # type: ignore[attr-defined]
+            if pg is None:
+                cluster = item.funcargs.get("cluster")  # type: ignore[attr-defined]
+                pg = PatroniCluster(cluster) if cluster is not None else None
+            text = pg.diagnostics() if pg is not None else "(no cluster: nothing to diagnose)"
+        except Exception as exc:
+            text = f"(diagnostics unavailable: {exc})"
+        rep.sections.append(("patroni diagnostics (patronictl list/history, Patroni logs)", text))
     return rep
-
-
-@pytest.fixture(autouse=True)
-def patroni_diagnostics(request: pytest.FixtureRequest) -> Iterator[None]:
-    """When a check of this directory fails, print patronictl list/history and every member's Patroni log."""
-    yield
-    failed = any(getattr(getattr(request.node, f"rep_{w}", None), "failed", False) for w in ("setup", "call"))
-    if not failed:
-        return
-    try:
-        cluster = request.getfixturevalue("cluster")
-        text = PatroniCluster(cluster).diagnostics()
-    except Exception as exc:
-        text = f"(diagnostics unavailable: {exc})"
-    request.node.add_report_section("call", "patroni diagnostics", text)
-    print("\n" + text)
 
 
 @pytest.fixture(scope="session")

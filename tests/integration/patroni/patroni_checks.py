@@ -220,7 +220,12 @@ class PatroniCluster:
                 parts.append(f"== patronictl on {h.name}\n{r.stdout}")
                 break
         for h in self.members:
-            r = h.run("journalctl -u patroni -n 80 --no-pager -o short-precise", timeout=20)
+            # Without the tracebacks Python's TLS server logs for every health check that hangs up early.
+            r = h.run(
+                "journalctl -u patroni -n 2000 --no-pager -o short-precise | grep -vE "
+                "'patroni\\[[0-9]+\\]: ( |Traceback|ssl\\.SSL)|Exception happened during processing' | tail -n 120",
+                timeout=20,
+            )
             parts.append(f"== Patroni log of {h.name}\n{r.stdout}{r.stderr}")
         return "\n".join(parts)
 
@@ -316,7 +321,11 @@ def run_fault(
     lost = lost_acknowledged_writes(history, final)
     acked = sum(1 for o in history.client_ops() if o.type == "ok" and o.f == "write")
     states = pg.members_state()
-    rejoined = states.get(old, {}).get("role") == "replica" and pg.streaming(old)
+    # The old leader is back: as a streaming replica after a failover, or still the leader when it kept it.
+    if new == old:
+        rejoined = states.get(old, {}).get("role") in ("master", "primary") and pg.leaders() == [old]
+    else:
+        rejoined = states.get(old, {}).get("role") == "replica" and pg.streaming(old)
     return FaultRun(
         fault=name,
         old_leader=old,

@@ -81,13 +81,18 @@ def test_write_on_5000_is_visible_on_every_replica(pg: PatroniCluster, table: st
 def test_5001_goes_to_replicas_and_refuses_writes(pg: PatroniCluster, table: str) -> None:
     """HAProxy's read-only port reaches replicas only (round robin over them) and a write there is refused."""
     leader = pg.wait_healthy()
-    seen = set()
-    for _ in range(6):
+    replica_addrs = {pg.by_name[n].address for n in pg.replicas(leader)}
+    seen: set[str] = set()
+
+    def both_replicas_seen() -> bool:
+        # HAProxy may still be raising a just-rejoined replica: keep connecting (bounded) until both answered.
         with pg.lb_endpoint("ro").connect() as conn:
             addr, recovery = conn.execute("SELECT inet_server_addr()::text, pg_is_in_recovery()").fetchone()
-            assert recovery is True, f"5001 reached a primary at {addr}"
-            seen.add(addr.split("/")[0])
-    replica_addrs = {pg.by_name[n].address for n in pg.replicas(leader)}
+        assert recovery is True, f"5001 reached a primary at {addr}"
+        seen.add(addr.split("/")[0])
+        return seen == replica_addrs
+
+    wait_for(both_replicas_seen, 20, 0.2, f"5001 reaching every replica {sorted(replica_addrs)}")
     assert seen == replica_addrs, f"5001 reached {seen}, replicas are {replica_addrs}"
     with pg.lb_endpoint("ro").connect() as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         conn.execute(f"INSERT INTO {table} (id, writer) VALUES (1, 'ro-probe')")
