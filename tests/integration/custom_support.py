@@ -74,6 +74,13 @@ def new_leader(kv: RaftKVClient, survivors: list[str], old: str, timeout: float)
     return wait_for(elected, timeout, interval=0.05, what=f"a new leader (not {old}) among {survivors}")
 
 
+def put_until_ok(kv: RaftKVClient, key: str, value: str, timeout: float = 30.0, **kw: Any) -> None:
+    """Write until one attempt is acknowledged. Under faults an attempt can end "unknown" (e.g. 504: the
+    leader changed before the commit); each attempt is its own op in the history, and writing the same value
+    again is harmless for a register, so the check stays sound."""
+    wait_for(lambda: kv.put(key, value, **kw) or True, timeout, 0.1, f"an acknowledged write of {key}")
+
+
 def assert_linearizable(history: History, **kw: Any) -> None:
     """Every key's operations form a linearizable register history; else the shrunk violation is shown."""
     result = linearizable(history, **kw)

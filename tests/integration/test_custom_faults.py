@@ -19,6 +19,7 @@ from custom_support import (
     fresh_keys,
     leader,
     new_leader,
+    put_until_ok,
     term_leaders,
     unit,
 )
@@ -73,7 +74,7 @@ def test_kill_leader_reelects_within_bound_and_writes_resume(
             work.wait_ops(20, RECOVERY_BOUND_S, "operations on the surviving majority")
             rto = recovery_time(history, killed)
             writer = client(cluster, history).for_process("marker")
-            writer.put(marker, "written-while-old-leader-was-down")
+            put_until_ok(writer, marker, "written-while-old-leader-was-down")
         # the old leader is back: it catches up as a follower
         admin.wait_for_ready(60)
         wait_for(
@@ -107,7 +108,7 @@ def test_restarted_follower_keeps_its_data_and_catches_up(
     before = fresh_keys("restart-before", 10)
     during = fresh_keys("restart-during", 10)
     for k in before:
-        kv.put(k, f"v-{k}")
+        put_until_ok(kv, k, f"v-{k}")
     wait_for(
         lambda: all(admin.get(k, member=follower.name, stale=True) == f"v-{k}" for k in before),
         10,
@@ -127,10 +128,12 @@ def test_restarted_follower_keeps_its_data_and_catches_up(
         )
         healthy, body = admin.health(follower.name)
         assert not healthy, f"{follower.name} is cut off from every peer yet reports healthy: {body}"
+    # Rejoining, it may call an election (pysyncobj has no pre-vote): let the cluster settle first.
+    admin.wait_for_ready(60)
     # 2. Down while the others take writes; back, it catches up.
     with nemesis.kill(follower, service):
         for k in during:
-            kv.put(k, f"v-{k}")
+            put_until_ok(kv, k, f"v-{k}")
     admin.wait_for_ready(60)
     wait_for(
         lambda: all(admin.get(k, member=follower.name, stale=True) == f"v-{k}" for k in during),
@@ -166,7 +169,7 @@ def test_isolated_minority_refuses_writes_majority_serves_and_heal_converges(
             )
             writer = client(cluster, history).for_process("majority")
             for m, k in zip(majority, majority_keys, strict=True):
-                writer.put(k, f"accepted-by-{m}", member=m)
+                put_until_ok(writer, k, f"accepted-by-{m}", member=m)
             refuser = client(cluster, history, retry_for=0).for_process("minority")
             attempt = iter(range(10_000))
 
@@ -232,7 +235,7 @@ def test_latency_on_the_leader_still_serves(
         out = []
         for i in range(n):
             t0 = time.perf_counter()
-            kv.put(keys[i % 2], f"{tag}-{i}")
+            put_until_ok(kv, keys[i % 2], f"{tag}-{i}")
             out.append(time.perf_counter() - t0)
         return out
 
@@ -272,12 +275,12 @@ def test_checker_catches_stale_reads_from_a_cut_off_member(
     follower = next(h for h in cluster.group(GROUP) if h.name != lead.name)
     (key,) = fresh_keys("stale-control")
     kv = client(cluster, history).for_process("writer")
-    kv.put(key, "old", member=lead.name)
+    put_until_ok(kv, key, "old", member=lead.name)
     wait_for(
         lambda: admin.get(key, member=follower.name, stale=True) == "old", 10, 0.05, "the follower's copy"
     )
     with nemesis.isolate(follower):
-        kv.put(key, "new", member=lead.name)  # acknowledged by the majority
+        put_until_ok(kv, key, "new", member=lead.name)  # acknowledged by the majority
         invoked = history.invoke("stale-reader", "read", None, key=key)
         seen = admin.get(key, member=follower.name, stale=True)
         history.complete(invoked, "ok", value=seen)
