@@ -152,6 +152,11 @@ class MasterView:
         return (self.address, self.port)
 
 
+def freshest(views: Iterable[MasterView]) -> MasterView | None:
+    """The usable view with the highest config epoch (None when no Sentinel considers a master up)."""
+    return max((v for v in views if v.usable), key=lambda v: v.epoch, default=None)
+
+
 class Sentinels:
     """The Sentinels of a topology, asked over TLS as the Sentinel admin user."""
 
@@ -211,8 +216,7 @@ class Sentinels:
         """The master as the freshest Sentinel sees it: the highest config epoch among answering Sentinels
         that consider it up. A Sentinel cut off from the others still names the old master with the old
         epoch, so asking all of them (not just the first, as most clients do) follows a failover at once."""
-        views = [v for v in self.views(hosts) if v.usable]
-        return max(views, key=lambda v: v.epoch, default=None)
+        return freshest(self.views(hosts))
 
     def close(self) -> None:
         for h in self.hosts:

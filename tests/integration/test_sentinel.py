@@ -1,0 +1,248 @@
+"""Redis Sentinel failover under writes, and bad input refused at converge (marker ``redis``).
+
+Writers set unique keys on the primary they find through the Sentinels; half of them follow every ``SET``
+with ``WAIT 1`` and count a write as acknowledged only when a replica confirmed it. The primary is killed,
+crashed or cut off from its peers; Sentinel must promote a replica within a bound, the writers must follow
+it, and the old primary must come back as a replica. Acknowledged writes missing afterwards are counted for
+both kinds of writer; for writes confirmed by ``WAIT`` the count must be 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis_support import CacheEnv, run_playbook
+
+from gauntlet.bench import wait_for
+from gauntlet.checkers.availability import unavailability_windows
+from gauntlet.checkers.lost_writes import lost_acknowledged_writes
+from gauntlet.clients.redis import PrimaryClient, role, setting
+from gauntlet.cluster import Cluster, Host
+from gauntlet.history import History
+
+pytestmark = pytest.mark.redis
+
+WAIT_TIMEOUT_MS = 500
+
+
+@pytest.fixture(scope="module")
+def env(cluster: Cluster) -> Iterator[CacheEnv]:
+    e = CacheEnv.load(cluster)
+    e.wait_healthy()
+    yield e
+    e.sentinels.close()
+
+
+class Writers:
+    """Threads writing unique keys through Sentinel-discovered primaries: ``plain`` ones (f ``write``) and
+    ones that wait for a replica (f ``write_wait``: ok only when ``WAIT 1`` confirmed it)."""
+
+    def __init__(self, env: CacheEnv, history: History, plain: int = 3, waiting: int = 3) -> None:
+        self.env = env
+        self.history = history
+        self.prefix = f"gauntlet:fo:{uuid.uuid4().hex[:8]}:"
+        self.stop = threading.Event()
+        self.clients: list[PrimaryClient] = []
+        self.threads = [
+            threading.Thread(target=self._run, args=(f"p{i}", False), daemon=True) for i in range(plain)
+        ] + [threading.Thread(target=self._run, args=(f"w{i}", True), daemon=True) for i in range(waiting)]
+
+    def _run(self, process: str, wait: bool) -> None:
+        primary = self.env.primary_client(timeout=1.0, refresh=0.5)
+        self.clients.append(primary)
+        f = "write_wait" if wait else "write"
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            value = f"{process}-{n}"
+            key = self.prefix + value
+            try:
+                with self.history.op(process, f, value, key=key) as out:
+                    try:
+                        conn = primary.client()
+                    except redis.ConnectionError as exc:  # no master known: nothing was sent
+                        out.fail(f"no primary: {exc}")
+                        continue
+
+                    def write(c: redis.Redis, key: str = key, value: str = value) -> list:
+                        pipe = c.pipeline(transaction=False)
+                        pipe.set(key, value)
+                        if wait:
+                            pipe.execute_command("WAIT", 1, WAIT_TIMEOUT_MS)
+                        return pipe.execute()
+
+                    try:
+                        replies = primary.call(write) if conn is not None else []
+                    except (redis.ReadOnlyError, redis.exceptions.NoPermissionError) as exc:
+                        out.fail(str(exc))  # refused: a demoted primary, nothing was written
+                        continue
+                    if wait and int(replies[1]) < 1:
+                        out.info("WAIT: no replica confirmed the write")
+            except Exception:  # unknown outcome, recorded as info
+                time.sleep(0.05)
+            time.sleep(0.01)
+
+    def __enter__(self) -> Writers:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        for c in self.clients:
+            c.close()
+
+    def final_values(self, master: Host) -> set[str]:
+        conn = self.env.admin(master)
+        try:
+            return {
+                v
+                for k in conn.scan_iter(match=self.prefix + "*", count=1000)
+                if (v := conn.get(k)) is not None
+            }
+        finally:
+            conn.close()
+
+
+def replica_of(env: CacheEnv, host: Host, master: Host) -> bool:
+    """``host`` runs as a replica of ``master`` with its link up."""
+    conn = env.admin(host)
+    try:
+        r = role(conn)
+        return r[0] == "slave" and r[1] == master.address and r[3] == "connected"
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        conn.close()
+
+
+# -- bad input at converge (first: they must find the topology as the play left it) -----------------------
+def test_quorum_larger_than_sentinel_count_is_refused(cluster: Cluster) -> None:
+    """Bad input: a quorum above the number of Sentinels stops the play with a message naming the fix."""
+    n = len(cluster.group("sentinel"))
+    run = run_playbook(
+        cluster.source,
+        "cache.yml",
+        {"redis_sentinel_quorum": n + 1},
+        limit=cluster.group("sentinel")[-1].name,
+    )
+    assert run.rc != 0, "the play accepted a Sentinel quorum larger than the Sentinel count"
+    assert "redis_sentinel_quorum" in run.output and f"between 1 and {n}" in run.output, run.output[-3000:]
+
+
+def test_wrong_replication_password_is_refused(env: CacheEnv, cluster: Cluster) -> None:
+    """Bad input: a replica given a wrong password for its primary fails the play (the role checks the
+    replication link after the restart) with a message naming the variable; the right one repairs it."""
+    master = env.wait_healthy()
+    replica = next(h for h in env.nodes.hosts if h is not master)
+    try:
+        run = run_playbook(
+            cluster.source, "cache.yml", {"redis_masterauth": "not-the-password"}, limit=replica.name
+        )
+        assert run.rc != 0, "the play accepted a replica that cannot authenticate to its primary"
+        assert "redis_masterauth" in run.output and "refused the replica's credentials" in run.output, (
+            run.output[-3000:]
+        )
+        assert not replica_of(env, replica, master)
+    finally:
+        repair = run_playbook(cluster.source, "cache.yml", limit=replica.name)
+    assert repair.rc == 0, repair.output[-3000:]
+    wait_for(lambda: replica_of(env, replica, master), 60, what=f"{replica.name} replicating again")
+    env.wait_healthy()
+
+
+# -- failover ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault", ["kill", "crash", "isolate"])
+def test_sentinel_failover_under_writes(env: CacheEnv, nemesis, history: History, bench, fault: str) -> None:
+    old = env.wait_healthy()
+    down_after_s = int(setting(env.cluster, "redis_sentinel_down_after_ms", "sentinel")) / 1000
+    failover_timeout_s = int(setting(env.cluster, "redis_sentinel_failover_timeout_ms", "sentinel")) / 1000
+    # Detection, then one election retry at most (Sentinel retries after 2 x failover-timeout), then promotion.
+    bound = down_after_s + 2 * failover_timeout_s + 5
+    others = [h for h in env.sentinels.hosts if h.name != old.name]
+    faults = {
+        "kill": lambda: nemesis.kill(old, "redis-server"),
+        "crash": lambda: nemesis.crash(old),
+        "isolate": lambda: nemesis.isolate(old),
+    }
+    with Writers(env, history) as writers:
+        time.sleep(2.0)
+        with faults[fault]():
+            fault_op = history.faults()[-1]
+            t0 = time.monotonic()
+
+            def promoted() -> Host | None:
+                view = env.sentinels.master(others)
+                host = env.nodes.by_address.get(view.address) if view else None
+                return host if host is not None and host is not old else None
+
+            new = wait_for(promoted, bound, interval=0.1, what=f"Sentinel promoting a replica after {fault}")
+            promote_s = time.monotonic() - t0
+            # Clients follow: writes succeed on the new primary while the old one is still down or cut off.
+            wait_for(
+                lambda: all(c.endpoint == (new.address, env.nodes.port) for c in writers.clients),
+                15,
+                interval=0.1,
+                what="every writer on the new primary",
+            )
+            followed_s = time.monotonic() - t0
+            time.sleep(2.0)
+        # The old primary comes back as a replica of the new one.
+        wait_for(
+            lambda: replica_of(env, old, new),
+            90,
+            interval=0.5,
+            what=f"{old.name} back as replica of {new.name}",
+        )
+        rejoin_s = time.monotonic() - t0
+        time.sleep(1.0)
+    env.wait_healthy()
+    conn = env.admin(new)
+    try:
+        conn.execute_command("WAIT", len(env.nodes.hosts) - 1, 5000)
+    finally:
+        conn.close()
+    final = writers.final_values(new)
+
+    # What the writers saw: the longest gap between two acknowledged writes that ends after the fault began.
+    gaps = [
+        w.seconds
+        for f in ("write", "write_wait")
+        for w in unavailability_windows(history, f=f)
+        if w.end > fault_op.time
+    ]
+    acked = [o for o in history.client_ops() if o.type == "ok" and o.f == "write"]
+    acked_wait = [o for o in history.client_ops() if o.type == "ok" and o.f == "write_wait"]
+    lost = lost_acknowledged_writes(history, final, f="write")
+    lost_wait = lost_acknowledged_writes(history, final, f="write_wait")
+    bench.record(
+        "sentinel_failover_seconds", round(promote_s, 3), "s", fault=fault, down_after_s=down_after_s
+    )
+    bench.record("sentinel_clients_followed_seconds", round(followed_s, 3), "s", fault=fault)
+    bench.record("sentinel_longest_write_gap_seconds", round(max(gaps, default=0.0), 3), "s", fault=fault)
+    bench.record("sentinel_old_primary_rejoined_seconds", round(rejoin_s, 3), "s", fault=fault)
+    bench.record(
+        "sentinel_lost_acked_writes_without_wait", len(lost), "writes", fault=fault, acked=len(acked)
+    )
+    bench.record(
+        "sentinel_lost_acked_writes_with_wait", len(lost_wait), "writes", fault=fault, acked=len(acked_wait)
+    )
+
+    assert promote_s <= bound, f"promotion took {promote_s:.1f}s (bound {bound:.0f}s)"
+    assert acked and acked_wait, "no acknowledged writes to judge"
+    after = [o for o in acked + acked_wait if o.time > fault_op.time + int(promote_s * 1e9)]
+    assert after, "no acknowledged write after the promotion"
+    assert not lost_wait, f"{len(lost_wait)} writes confirmed by WAIT 1 were lost: {lost_wait[:5]}"
+    # Keys of writes that certainly failed must not exist.
+    failed = {o.value for o in history.client_ops() if o.type == "fail" and o.f in ("write", "write_wait")}
+    assert not (failed & final), f"writes reported failed are present: {sorted(failed & final)[:5]}"
+    with contextlib.suppress(Exception):
+        env.flush_prefix(writers.prefix + "*")
