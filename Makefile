@@ -4,7 +4,7 @@ VENV ?= .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Scenarios that run on this machine, in CI order (molecule/<name>). Keep in sync with .github/workflows/ci.yml.
-SCENARIOS ?= etcd
+SCENARIOS ?= etcd citus
 REPORT ?= report
 
 .PHONY: setup demo test lint unit scenarios scenario-citus build clean
