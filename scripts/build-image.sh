@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE_REPO=localhost/gauntlet-base
+started=$(date +%s)
 SUITE=bookworm
 # Packages every host needs to be managed like a real one (Ansible, faults, name resolution, CA trust).
 INCLUDE=systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,iptables,procps,sudo,ca-certificates,gnupg,kmod,less
@@ -16,6 +17,7 @@ command -v podman >/dev/null || { echo "build-image: podman is not installed: ru
 if podman image exists "$tag"; then
   podman tag "$tag" "$IMAGE_REPO:latest"
   echo "==> [setup 5/5] base image ok ($tag)"
+  echo "BENCH image_build_warm_seconds=$(( $(date +%s) - started ))"
   exit 0
 fi
 # RECIPE (everything from here on is hashed)
