@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gauntlet.clients.cache import CorruptValue, decode, encode, payload
+from gauntlet.clients.cache import CorruptValue, Database, decode, encode, payload
 from gauntlet.clients.redis import MasterView, freshest
+from gauntlet.cluster import Cluster
+from gauntlet.errors import InventoryError
 
 keys = st.text(alphabet=st.characters(codec="ascii", exclude_characters="|"), min_size=1, max_size=30)
 
@@ -44,3 +49,59 @@ def test_master_view_usable_flags() -> None:
     assert freshest(views).address == "10.0.0.2"
     assert freshest([*views, _view("s4", "10.0.0.3", 3, "master,s_down")]).address == "10.0.0.2"
     assert freshest([_view("s1", "10.0.0.1", 1, "master,o_down")]) is None
+
+
+# -- the database endpoint comes from the inventory ---------------------------------------------------------
+def _inventory(tmp_path: Path, groups: dict) -> Cluster:
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki" / "ca.crt").write_text("-")
+    (tmp_path / "secrets").mkdir()
+    for name in ("postgresql_app", "patroni_app"):
+        (tmp_path / "secrets" / name).write_text(f"pw-{name}\n")
+    inv = tmp_path / "inventory"
+    inv.mkdir()
+    top = {
+        "vars": {"gauntlet_pki_dir": str(tmp_path / "pki"), "gauntlet_secrets_dir": str(tmp_path / "secrets")}
+    }
+    (inv / "hosts.yml").write_text(json.dumps({"all": {**top, "children": groups}}))  # JSON is YAML
+    return Cluster.from_inventory(inv)
+
+
+STANDALONE = {
+    "postgresql": {"hosts": {"db1": {"ansible_connection": "podman", "gauntlet_address": "10.0.0.5"}}}
+}
+PATRONI = {
+    "postgres": {
+        "hosts": {"pg1": {"ansible_connection": "podman", "gauntlet_address": "10.0.0.11"}},
+        "vars": {"patroni_app_database": "appdb"},
+    },
+    "haproxy": {
+        "hosts": {
+            "lb1": {
+                "ansible_connection": "podman",
+                "gauntlet_address": "10.0.0.20",
+                "haproxy_primary_port": 5100,
+            }
+        }
+    },
+}
+
+
+def test_database_is_the_standalone_postgresql_without_haproxy(tmp_path: Path) -> None:
+    db = Database.for_cluster(_inventory(tmp_path, STANDALONE))
+    assert (db.host, db.address, db.port, db.dbname) == ("db1", "10.0.0.5", 5432, "gauntlet")
+    assert db.password == "pw-postgresql_app"
+
+
+def test_database_is_haproxy_read_write_port_when_present(tmp_path: Path) -> None:
+    """The `default` topology: HAProxy in front of Patroni wins, even next to a standalone server."""
+    db = Database.for_cluster(_inventory(tmp_path, {**PATRONI, **STANDALONE}))
+    assert (db.host, db.address, db.port, db.dbname) == ("lb1", "10.0.0.20", 5100, "appdb")
+    assert db.password == "pw-patroni_app"
+
+
+def test_no_database_names_both_choices(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match=r"group haproxy .* or group postgresql"):
+        Database.for_cluster(
+            _inventory(tmp_path, {"redis": {"hosts": {"cache1": {"ansible_connection": "podman"}}}})
+        )

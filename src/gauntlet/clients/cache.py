@@ -103,8 +103,28 @@ class Database:
 
     @classmethod
     def for_cluster(cls, cluster: Cluster) -> Database:
+        """The database endpoint of the topology, from the inventory alone.
+
+        Group ``haproxy`` present (the ``default`` topology: Patroni behind HAProxy) → HAProxy's read-write
+        port (``haproxy_primary_port``, 5000) on the first ``haproxy`` host, as the Patroni application user
+        (``patroni_app_*`` of group ``postgres``); else the first host of group ``postgresql`` (standalone
+        PostgreSQL, ``postgresql_port`` and ``postgresql_app_*``). ``verify-full`` either way: HAProxy passes
+        TLS through, and the pki role puts the load balancer's name in the members' certificates.
+        """
         from gauntlet.clients.redis import secret
 
+        if cluster.has_group("haproxy"):
+            lb = cluster.group("haproxy")[0]
+            v = lambda name, default: cluster.var(name, default, group="postgres")  # noqa: E731
+            return cls(
+                host=lb.name,
+                address=lb.address,
+                port=int(cluster.var("haproxy_primary_port", 5000, group="haproxy")),
+                user=str(v("patroni_app_user", "gauntlet")),
+                password=secret(cluster, "patroni_app_password", "postgres"),
+                dbname=str(v("patroni_app_database", "gauntlet")),
+                sslrootcert=cluster.ca_cert,
+            )
         if cluster.has_group("postgresql"):  # standalone PostgreSQL (role postgresql, mode standalone)
             h = cluster.group("postgresql")[0]
             v = lambda name, default: cluster.var(name, default, group="postgresql")  # noqa: E731
@@ -117,23 +137,9 @@ class Database:
                 dbname=str(v("postgresql_app_database", "gauntlet")),
                 sslrootcert=cluster.ca_cert,
             )
-        if cluster.has_group("haproxy") and cluster.has_group("postgres"):
-            # Patroni behind HAProxy's read-write port; TLS passes through HAProxy, and the members'
-            # certificates carry the load balancer's name.
-            lb = cluster.group("haproxy")[0]
-            v = lambda name, default: cluster.var(name, default, group="postgres")  # noqa: E731
-            return cls(
-                host=lb.name,
-                address=lb.address,
-                port=int(cluster.var("haproxy_primary_port", 5000, group="haproxy")),
-                user=str(v("patroni_app_user", "gauntlet")),
-                password=secret(cluster, "patroni_app_password", "postgres"),
-                dbname=str(v("patroni_app_database", "gauntlet")),
-                sslrootcert=cluster.ca_cert,
-            )
         raise InventoryError(
-            f"inventory {cluster.source} has no database for the cache: group postgresql (standalone) or "
-            "groups haproxy + postgres (Patroni)"
+            f"inventory {cluster.source} has no database for the cache: group haproxy (in front of "
+            "Patroni, group postgres) or group postgresql (a standalone PostgreSQL)"
         )
 
     def connect(self, timeout: int = 3) -> psycopg.Connection:
