@@ -30,6 +30,12 @@ def describe_host(host: Host) -> dict[str, Any]:
         info["packages"] = dict(
             line.split(" ", 1) for line in r.stdout.splitlines() if " " in line and line.split(" ", 1)[1]
         )
+        # Patroni comes from PyPI by default (its own virtualenv), so dpkg does not know it.
+        if "patroni" not in info["packages"]:
+            p = host.run("command -v patroni >/dev/null && patroni --version 2>/dev/null", timeout=20)
+            words = p.stdout.split()
+            if p.ok and len(words) >= 2:
+                info["packages"]["patroni"] = words[-1]
     except Exception as exc:  # a host that is down still belongs in the table
         info["error"] = str(exc)
     return info

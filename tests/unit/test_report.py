@@ -9,6 +9,8 @@ import pytest
 from gauntlet.history import History
 from gauntlet.report import build_report
 
+METRICS = ("rto", "lost", "staleness", "lag", "election")
+
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="3">
 <testcase classname="tests.integration.test_etcd" name="test_one_leader" time="1.5"/>
 <testcase classname="tests.integration.test_etcd" name="test_failover" time="20.1">
@@ -21,9 +23,18 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="py
 def make_run(directory):
     directory.mkdir(parents=True)
     (directory / "junit.xml").write_text(JUNIT)
+    figures = [
+        ("rto_kill_seconds", 7.25, "s"),
+        ("patroni_writes_lost_kill", 0, "writes"),
+        ("coherence_failover_max_staleness_kill_seconds", 0.42, "s"),
+        ("patroni_replication_visible_all_replicas", 0.03, "s"),
+        ("sentinel_failover_seconds", 3.1, "s"),
+    ]
     (directory / "bench.jsonl").write_text(
-        json.dumps({"name": "rto_kill_seconds", "value": 7.25, "unit": "s", "context": {"fault": "kill"}})
-        + "\n"
+        "".join(
+            json.dumps({"name": n, "value": v, "unit": u, "context": {"fault": "kill"}}) + "\n"
+            for n, v, u in figures
+        )
     )
     (directory / "topology.json").write_text(
         json.dumps(
@@ -49,6 +60,8 @@ def make_run(directory):
                 out.fail("connection refused")
         if i == 9:
             h.fault("kill", "start", host="e1", service="etcd")
+        if i == 12:
+            h.mark("new-leader", leader="e2")
         if i == 15:
             h.fault("kill", "stop", host="e1", service="etcd")
     h.close()
@@ -61,7 +74,12 @@ def test_report_lists_checks_figures_topology_and_plots(tmp_path):
     assert 'class="failed">failed' in page and "two leaders" in page
     assert "rto_kill_seconds" in page and "7.25" in page  # headline figure
     assert "etcd-server 3.4.23" in page
-    assert page.count('<img class="plot"') == 1
+    # One timeline, and one panel per figure kind: each has its plot (none says "no figure").
+    assert page.count('<img class="plot"') == 6
+    for metric in METRICS:
+        assert f'<figure class="metric" data-metric="{metric}">' in page, metric
+    assert "metric-missing" not in page
+    assert "election_test_failover" in page  # derived from the history: kill start -> new-leader mark
 
 
 def test_empty_report_says_nothing_was_tested(tmp_path):
@@ -96,8 +114,12 @@ def test_report_renders_in_headless_chromium(tmp_path):
         check=True,
     ).stdout
     # The page's script counts the plots that decoded with a real size: every plot must have.
-    assert 'data-images-loaded="1"' in dom and 'data-images-total="1"' in dom, dom[:500]
+    assert 'data-images-loaded="6"' in dom and 'data-images-total="6"' in dom, dom[:500]
     assert "rto_kill_seconds" in dom
+    # Every figure panel the issue names is in the rendered page with its image: RTO per fault, writes lost,
+    # max staleness, replication lag, election times.
+    for metric in METRICS:
+        assert f'data-metric="{metric}"><img class="plot"' in dom, metric
     shot = tmp_path / "shot.png"
     subprocess.run(
         [

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gauntlet.history import History
-from gauntlet.report.data import Run, find_runs
-from gauntlet.report.plots import timeline_png
+from gauntlet.report.data import METRICS, Run, find_runs
+from gauntlet.report.plots import metric_png, timeline_png
 
 # At most this many timelines per run: the ones with faults first, then the busiest.
 MAX_TIMELINES = 12
@@ -70,9 +70,27 @@ def render_run(run: Run) -> str:
                 f"<td>{_e(versions)}</td></tr>"
             )
         parts.append("</table>")
+    metrics = run.metrics()
+    if any(metrics.values()):
+        parts.append(
+            "<h3>Figures</h3><p>Measured by the checks (BENCH lines) or derived from their histories; "
+            "not asserted unless a check says so.</p>"
+        )
+        for key, title, _ in METRICS:
+            figs = metrics[key]
+            if not figs:
+                parts.append(
+                    f'<p class="metric-missing" data-metric="{key}">{_e(title)}: no figure in this run.</p>'
+                )
+                continue
+            png = metric_png(title, figs)
+            parts.append(
+                f'<figure class="metric" data-metric="{key}"><img class="plot" alt="{_e(title)}" '
+                f'src="data:image/png;base64,{png}"><figcaption>{_e(title)}: {len(figs)} figures</figcaption></figure>'
+            )
     if run.figures:
         parts.append(
-            '<h3>Figures (measured)</h3><table class="figures"><tr><th>figure</th><th>value</th>'
+            '<h3>All figures</h3><table class="figures"><tr><th>figure</th><th>value</th>'
             "<th>unit</th><th>context</th></tr>"
         )
         for f in run.figures:

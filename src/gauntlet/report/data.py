@@ -11,6 +11,29 @@ from typing import Any
 from gauntlet.history import History
 
 RUN_MARKERS = ("junit.xml", "bench.jsonl", "topology.json", "histories")
+NS = 1_000_000_000
+
+# The report's figure panels: (id, title, unit, name fragments). A bench figure belongs to the first panel
+# one of whose fragments its name contains; figures of no panel are listed in the run's table only.
+METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("lost", "Acknowledged writes lost (and reads of lost writes)", ("lost",)),
+    ("staleness", "Max staleness of cached reads", ("staleness",)),
+    (
+        "election",
+        "Election times (fault to new leader/primary)",
+        ("election", "failover_seconds", "switchover"),
+    ),
+    (
+        "rto",
+        "RTO per fault (longest gap without an acknowledged write)",
+        ("rto", "write_gap", "write_recovery"),
+    ),
+    (
+        "lag",
+        "Replication lag (write on the leader to visible on the replicas)",
+        ("lag", "replication_visible"),
+    ),
+)
 
 
 @dataclass
@@ -40,6 +63,16 @@ class Run:
         out = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
         for c in self.checks:
             out[c.verdict] = out.get(c.verdict, 0) + 1
+        return out
+
+    def metrics(self) -> dict[str, list[dict[str, Any]]]:
+        """The run's figures grouped into the report's panels (:data:`METRICS`), empty panels included."""
+        out: dict[str, list[dict[str, Any]]] = {m[0]: [] for m in METRICS}
+        for f in self.figures:
+            for key, _, fragments in METRICS:
+                if any(frag in f["name"] for frag in fragments):
+                    out[key].append(f)
+                    break
         return out
 
     @property
@@ -89,10 +122,34 @@ def read_run(directory: Path, name: str | None = None) -> Run:
             h = History.load(p)
             if h.ops:
                 run.histories[p.stem] = h
+    run.figures += election_figures(run.histories)
     topo = directory / "topology.json"
     if topo.exists():
         run.topology = json.loads(topo.read_text())
     return run
+
+
+def election_figures(histories: dict[str, History]) -> list[dict[str, Any]]:
+    """Election times derived from histories: a fault's start to the ``new-leader`` mark a check recorded
+    when it saw the new leader (checks that mark it: the Patroni and coherence failover checks)."""
+    out = []
+    for name, h in histories.items():
+        starts = [o for o in h.faults() if o.f.endswith(":start")]
+        for m in (o for o in h.ops if o.process == "mark" and o.f == "new-leader"):
+            before = [s for s in starts if s.time <= m.time]
+            if not before:
+                continue
+            s = before[-1]
+            out.append(
+                {
+                    "name": f"election_{name}",
+                    "value": round((m.time - s.time) / NS, 3),
+                    "unit": "s",
+                    "context": {"fault": s.f.split(":")[0], **(m.value if isinstance(m.value, dict) else {})},
+                    "derived": "history",
+                }
+            )
+    return out
 
 
 def find_runs(report_dir: Path) -> list[Run]:

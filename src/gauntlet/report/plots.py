@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 import matplotlib
 
@@ -86,4 +87,33 @@ def timeline_png(history: History, title: str) -> str:
     if any(lat[k][1] for k in lat):
         ax2.set_yscale("log")
     ax2.set_xlabel("seconds since the first operation")
+    return _png(fig)
+
+
+def _label(f: dict[str, Any]) -> str:
+    ctx = f.get("context") or {}
+    extra = ", ".join(f"{k}={ctx[k]}" for k in ("fault", "mode") if k in ctx and str(ctx[k]) not in f["name"])
+    return f["name"] + (f" ({extra})" if extra else "")
+
+
+def metric_png(title: str, figures: list[dict[str, Any]]) -> str:
+    """A horizontal bar per figure (value and unit written next to it), for one panel of the report."""
+    figures = figures[:40]
+    fig, ax = plt.subplots(figsize=(10, 0.9 + 0.28 * len(figures)))
+    labels = [_label(f) for f in figures]
+    values = [float(f["value"]) for f in figures]
+    bars = ax.barh(range(len(figures)), values, color="#5c6bc0")
+    top = max(values, default=0.0) or 1.0
+    for bar, f, v in zip(bars, figures, values, strict=True):
+        ax.text(
+            v + top * 0.01,
+            bar.get_y() + bar.get_height() / 2,
+            f"{v:g} {f.get('unit', '')}",
+            va="center",
+            fontsize=7,
+        )
+    ax.set_yticks(range(len(figures)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * 1.25)
+    ax.set_title(title, fontsize=10)
     return _png(fig)
