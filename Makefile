@@ -12,8 +12,8 @@ REPORT ?= report
 setup:            ## install packages, containers.conf, venv, base image (idempotent)
 	@scripts/setup-host.sh
 
-demo: setup       ## bring up the default topology, run its checks, write the report
-	gauntlet run --topology etcd --report $(REPORT)
+demo: setup       ## bring up the default topology, run its checks, write the report (exit non-zero on a failed check)
+	gauntlet run --topology default --report $(REPORT)
 
 test: setup lint unit build scenarios  ## everything CI runs
 
