@@ -32,8 +32,17 @@ def step(n: int, total: int, text: str) -> None:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """Run one long step with its output streamed (Ansible/Molecule/pytest print their own progress), then
+    say how long it took and how it ended."""
     click.echo("$ " + " ".join(cmd))
-    return subprocess.run(cmd, cwd=cwd, env=env, check=False).returncode
+    t0 = time.monotonic()
+    rc = subprocess.run(cmd, cwd=cwd, env=env, check=False).returncode
+    click.secho(
+        f"    {cmd[0] if cmd[0] != sys.executable else 'pytest'}: {'ok' if rc == 0 else f'exit {rc}'} "
+        f"after {time.monotonic() - t0:.0f} s",
+        fg="green" if rc == 0 else "red",
+    )
+    return rc
 
 
 def _check_topology(root: Path, topology: str) -> None:
