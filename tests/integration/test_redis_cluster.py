@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redis_support import redis_cli, run_playbook
+from redis_support import redis_cli
 
 from gauntlet.bench import wait_for
 from gauntlet.checkers.lost_writes import lost_acknowledged_writes
@@ -302,12 +302,18 @@ def test_killing_a_master_promotes_its_replica(
     )
     wait_healthy(rc, timeout=60)
     # Put the layout back (the old master takes its slots over again) for the checks that follow.
-    rc.call(victim.endpoint, "CLUSTER", "FAILOVER")
-    wait_for(
-        lambda: next(n for n in rc.nodes(victim.endpoint) if n.node_id == victim.node_id).is_master,
-        60,
-        what="layout restored by CLUSTER FAILOVER",
-    )
+    # A manual failover aborts when the replica does not catch up within 5 s (a loaded machine): ask again.
+    asked = [0.0]
+
+    def restored() -> bool:
+        if next(n for n in rc.nodes(victim.endpoint) if n.node_id == victim.node_id).is_master:
+            return True
+        if time.monotonic() - asked[0] > 6:
+            rc.call(victim.endpoint, "CLUSTER", "FAILOVER")
+            asked[0] = time.monotonic()
+        return False
+
+    wait_for(restored, 90, interval=0.5, what="layout restored by CLUSTER FAILOVER")
     wait_healthy(rc, timeout=60)
 
 
@@ -369,14 +375,4 @@ def test_resharding_keeps_every_key(rc: RedisClusterNodes, history: History, ben
     wait_healthy(rc, timeout=60)
 
 
-def test_fewer_than_three_masters_is_refused_at_converge(cluster: Cluster) -> None:
-    """Bad input: a layout with 2 masters (6 instances, 2 replicas each) stops the play before any change,
-    with a message naming the fix."""
-    run = run_playbook(
-        cluster.source,
-        "redis_cluster.yml",
-        {"redis_cluster_replicas": 2},
-        limit=cluster.group("redis_cluster")[0].name,
-    )
-    assert run.rc != 0, "the play accepted a cluster of 2 masters"
-    assert "at least 3 masters" in run.output and "redis_cluster_replicas" in run.output, run.output[-3000:]
+# Fewer than 3 masters is refused before any change: tests/unit/test_redis_role_preflight.py.

@@ -124,20 +124,8 @@ def replica_of(env: CacheEnv, host: Host, master: Host) -> bool:
         conn.close()
 
 
-# -- bad input at converge (first: they must find the topology as the play left it) -----------------------
-def test_quorum_larger_than_sentinel_count_is_refused(cluster: Cluster) -> None:
-    """Bad input: a quorum above the number of Sentinels stops the play with a message naming the fix."""
-    n = len(cluster.group("sentinel"))
-    run = run_playbook(
-        cluster.source,
-        "cache.yml",
-        {"redis_sentinel_quorum": n + 1},
-        limit=cluster.group("sentinel")[-1].name,
-    )
-    assert run.rc != 0, "the play accepted a Sentinel quorum larger than the Sentinel count"
-    assert "redis_sentinel_quorum" in run.output and f"between 1 and {n}" in run.output, run.output[-3000:]
-
-
+# -- bad input at converge --------------------------------------------------------------------------------
+# A quorum larger than the Sentinel count is refused by the role's first task: tests/unit/test_redis_role_preflight.py.
 def test_wrong_replication_password_is_refused(env: CacheEnv, cluster: Cluster) -> None:
     """Bad input: a replica given a wrong password for its primary fails the play (the role checks the
     replication link after the restart) with a message naming the variable; the right one repairs it."""
@@ -145,7 +133,11 @@ def test_wrong_replication_password_is_refused(env: CacheEnv, cluster: Cluster) 
     replica = next(h for h in env.nodes.hosts if h is not master)
     try:
         run = run_playbook(
-            cluster.source, "cache.yml", {"redis_masterauth": "not-the-password"}, limit=replica.name
+            cluster.source,
+            "cache.yml",
+            # The link check would wait 30 s by default; 10 s is ample for a refusal.
+            {"redis_masterauth": "not-the-password", "redis_replication_check_timeout": 10},
+            limit=replica.name,
         )
         assert run.rc != 0, "the play accepted a replica that cannot authenticate to its primary"
         assert "redis_masterauth" in run.output and "refused the replica's credentials" in run.output, (
