@@ -101,18 +101,18 @@ class Host:
             return testinfra.get_host(f"podman://{self.container}")
         if self.connection == "local":
             return testinfra.get_host("local://", sudo=become)
-        user = self.var("ansible_user")
-        port = self.var("ansible_port", 22)
-        target = f"{user}@" if user else ""
-        target += f"{self.var('ansible_host', self.name)}:{port}"
-        kwargs: dict[str, Any] = {
-            "sudo": become,
-            "ssh_extra_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=10",
-        }
-        key = self.var("ansible_ssh_private_key_file")
-        if key:
-            kwargs["ssh_identity_file"] = str(key)
-        return testinfra.get_host(f"paramiko://{target}", **kwargs)
+        # SSH: one paramiko connection per host, made with the inventory's own SSH settings (user, port, key,
+        # known_hosts and host-key policy, proxy: see gauntlet.ssh), so checks reach a host as Ansible did.
+        from gauntlet.ssh import make_testinfra_host
+
+        return make_testinfra_host(self.ssh_settings, sudo=become)
+
+    @cached_property
+    def ssh_settings(self) -> Any:
+        """How this host is reached over SSH (:class:`gauntlet.ssh.SSHSettings`), from its variables."""
+        from gauntlet.ssh import ssh_settings
+
+        return ssh_settings(self.name, self.var)
 
     @cached_property
     def address(self) -> str:
