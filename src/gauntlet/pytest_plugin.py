@@ -143,6 +143,15 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         pytest.skip(str(exc))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """The same for a fixture that asks for a group the inventory lacks: the test is skipped, not an error."""
+    try:
+        return (yield)
+    except GroupMissing as exc:
+        pytest.skip(str(exc))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     bench = terminalreporter.config.stash.get(_bench_key, None)
     if bench and bench.figures:

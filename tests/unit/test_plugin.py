@@ -22,13 +22,24 @@ def test_marker_without_its_group_is_skipped_with_the_reason(pytester, tmp_path)
 
             def test_has_redis(cluster):
                 assert [h.name for h in cluster.group("redis")] == ["r1"]
+
+            @pytest.fixture(scope="module")
+            def nodes(cluster):
+                return cluster.group("redis_cluster")
+
+            def test_fixture_asks_for_a_group_it_lacks(nodes):
+                raise AssertionError("must not run")
+
+            def test_again_through_the_module_fixture(nodes):
+                raise AssertionError("must not run")
             """
         )
     )
     pytester.makeini("[pytest]\nmarkers =\n    etcd: x\n")
     result = pytester.runpytest(f"--inventory={inv}", "-rs")
-    result.assert_outcomes(passed=1, skipped=2)
+    result.assert_outcomes(passed=1, skipped=4)
     result.stdout.fnmatch_lines(["*has no group etcd*", "*has no hosts in group 'custom_server'*"])
+    result.stdout.fnmatch_lines(["*SKIPPED [[]2[]]*has no hosts in group 'redis_cluster'*"])
 
 
 def test_no_inventory_skips_host_tests(pytester, monkeypatch):
