@@ -1,0 +1,102 @@
+"""Did a staging run pass the same checks as the container run of its topology?
+
+    python tests/staging/compare_runs.py TOPOLOGY INVENTORY JUNIT_XML
+
+The container run's checks are the pytest selection of ``molecule/<topology>/verify.yml`` (its pytest
+command, rendered as Molecule would with no GAUNTLET_PYTEST_* overrides), collected against INVENTORY.
+Every one of them must have passed in JUNIT_XML (the staging run's report): a check that failed, errored,
+was skipped or did not run makes the comparison fail, naming it. Exit 0 when all passed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jinja2
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def container_selection(topology: str, inventory: str) -> list[str]:
+    """pytest arguments of the container run's verify step (Molecule's env lookups rendered)."""
+    plays = yaml.safe_load((ROOT / "molecule" / topology / "verify.yml").read_text())
+    env = {
+        "MOLECULE_INVENTORY_FILE": str(Path(inventory) / "hosts.yml"),
+        "MOLECULE_PROJECT_DIRECTORY": str(ROOT),
+    }
+    jenv = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    jenv.filters["dirname"] = os.path.dirname
+    jenv.globals["lookup"] = lambda plugin, name: env.get(name, "")
+    for play in plays:
+        for task in play.get("tasks", []):
+            for key in ("ansible.builtin.command", "command", "ansible.builtin.shell", "shell"):
+                spec = task.get(key)
+                cmd = spec.get("cmd") if isinstance(spec, dict) else spec
+                if cmd and "pytest" in cmd:
+                    args = shlex.split(jenv.from_string(cmd).render())
+                    return args[args.index("pytest") + 1 :]
+    raise SystemExit(f"no pytest command found in molecule/{topology}/verify.yml")
+
+
+def collected_ids(args: list[str], inventory: str) -> list[str]:
+    """Node ids pytest selects with ``args`` (collection only, nothing runs)."""
+    # Our own inventory, and quiet output (one node id a line) whatever verbosity the verify step asked for.
+    args = [a for a in args if not a.startswith("--inventory") and a not in ("-v", "-vv", "--verbose")]
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "--collect-only", "-q", f"--inventory={inventory}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ids = [line.strip() for line in out.stdout.splitlines() if "::" in line]
+    if not ids:
+        raise SystemExit(f"the container run's selection collected nothing:\n{out.stdout}\n{out.stderr}")
+    return ids
+
+
+def junit_outcomes(path: str) -> dict[str, str]:
+    """(classname::name) → passed | failed | error | skipped, from a JUnit XML file."""
+    outcomes: dict[str, str] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        outcome = "passed"
+        for kind in ("failure", "error", "skipped"):
+            if case.find(kind) is not None:
+                outcome = {"failure": "failed"}.get(kind, kind)
+        outcomes[f"{case.get('classname')}::{case.get('name')}"] = outcome
+    return outcomes
+
+
+def junit_key(node_id: str) -> str:
+    """A pytest node id in JUnit's terms: path/to/test_x.py::Class::test[p] → path.to.test_x.Class::test[p]."""
+    parts = node_id.split("::")
+    module = parts[0].removesuffix(".py").replace("/", ".")
+    return ".".join([module, *parts[1:-1]]) + "::" + parts[-1]
+
+
+def main() -> int:
+    topology, inventory, junit = sys.argv[1:4]
+    wanted = collected_ids(container_selection(topology, inventory), inventory)
+    outcomes = junit_outcomes(junit)
+    missing = {n: outcomes.get(junit_key(n), "did not run") for n in wanted}
+    bad = {n: o for n, o in missing.items() if o != "passed"}
+    print(f"==> the container run of '{topology}' selects {len(wanted)} checks; over SSH:")
+    for n in wanted:
+        print(f"    {missing[n]:>11}  {n}")
+    if bad:
+        print(
+            f"staging-proof: {len(bad)} of the container run's checks did not pass over SSH", file=sys.stderr
+        )
+        return 1
+    print(f"==> all {len(wanted)} checks of the container run passed over SSH")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
