@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?= etcd citus
 REPORT ?= report
 
-.PHONY: setup demo test lint unit scenarios scenario-citus build clean
+.PHONY: setup demo test lint unit scenarios scenario-citus build clean staging-proof
 
 setup:            ## install packages, containers.conf, venv, base image (idempotent)
 	@scripts/setup-host.sh
@@ -37,6 +37,11 @@ scenario-%:
 	@echo "==> molecule test -s $*"; start=$$(date +%s); \
 	GAUNTLET_REPORT_DIR=$(CURDIR)/$(REPORT)/$* molecule test -s $*; rc=$$?; \
 	echo "BENCH molecule_test_$*_seconds=$$(( $$(date +%s) - start )) s"; exit $$rc
+
+# SSH-staging proof: bare containers reached over SSH as staging hosts, the README's staging commands, the
+# container run's checks (scripts/staging-proof.sh). STAGING_TOPOLOGY=etcd (default) or patroni, custom...
+staging-proof:
+	@REPORT=$(REPORT) scripts/staging-proof.sh
 
 clean:
 	rm -rf $(REPORT) .cache/dist
