@@ -79,7 +79,7 @@ def test_report_lists_checks_figures_topology_and_plots(tmp_path):
     for metric in METRICS:
         assert f'<figure class="metric" data-metric="{metric}">' in page, metric
     assert "metric-missing" not in page
-    assert "election_test_failover" in page  # derived from the history: kill start -> new-leader mark
+    assert "election_seconds test_failover" in page  # derived from the history: kill start -> new-leader mark
 
 
 def test_empty_report_says_nothing_was_tested(tmp_path):

@@ -69,6 +69,9 @@ class Run:
         """The run's figures grouped into the report's panels (:data:`METRICS`), empty panels included."""
         out: dict[str, list[dict[str, Any]]] = {m[0]: [] for m in METRICS}
         for f in self.figures:
+            if f.get("metric") in out:  # derived figures say which panel they belong to
+                out[f["metric"]].append(f)
+                continue
             for key, _, fragments in METRICS:
                 if any(frag in f["name"] for frag in fragments):
                     out[key].append(f)
@@ -142,7 +145,8 @@ def election_figures(histories: dict[str, History]) -> list[dict[str, Any]]:
             s = before[-1]
             out.append(
                 {
-                    "name": f"election_{name}",
+                    "name": f"election_seconds {name}",
+                    "metric": "election",
                     "value": round((m.time - s.time) / NS, 3),
                     "unit": "s",
                     "context": {"fault": s.f.split(":")[0], **(m.value if isinstance(m.value, dict) else {})},
