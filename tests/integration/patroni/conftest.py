@@ -3,7 +3,10 @@ log) printed with any check of this directory that fails."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +48,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         except Exception as exc:
             text = f"(diagnostics unavailable: {exc})"
         rep.sections.append(("patroni diagnostics (patronictl list/history, Patroni logs)", text))
+        # Kept in the run's output directory too (next to the histories and junit.xml).
+        try:
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid.split("::", 1)[-1])
+            out = Path(item.config.getoption("--report-dir")) / "diagnostics" / f"{name}.{rep.when}.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(f"{item.nodeid} failed ({rep.when})\n{rep.longreprtext[-4000:]}\n\n{text}\n")
+        except Exception as exc:
+            print(f"gauntlet: could not write the patroni diagnostics: {exc}")
     return rep
 
 
@@ -55,3 +66,14 @@ def rto_series(bench: Bench) -> Iterator[dict[str, list[float]]]:
     yield series
     for fault, values in sorted(series.items()):
         bench.record_series(f"patroni_rto_{fault}", values, "s")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def converge_times(bench: Bench) -> None:
+    """The scenario's converge wall times (molecule/patroni/converge.yml writes them, verify.yml passes them
+    in GAUNTLET_CONVERGE_SECONDS): the first converge and the latest, the second converge of `molecule test`."""
+    raw = [v for v in os.environ.get("GAUNTLET_CONVERGE_SECONDS", "").split(",") if v.strip()]
+    if raw:
+        bench.record("patroni_first_converge_seconds", float(raw[0]), "s")
+    if len(raw) > 1:
+        bench.record("patroni_second_converge_seconds", float(raw[-1]), "s", converges=len(raw))
