@@ -23,7 +23,7 @@ from custom_support import (
     term_leaders,
     unit,
 )
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, reject, settings
 from hypothesis import strategies as st
 
 from gauntlet.bench import wait_for
@@ -302,7 +302,11 @@ FAULTS = [
     "crash-follower",
     "latency-leader",
 ]
+# Bounded in count (examples, 2-3 faults each, each held 1-3 s) and in wall time: once the budget is spent,
+# the remaining examples are not started (each running example is itself bounded by its waits' timeouts).
 EXAMPLES = int(os.environ.get("GAUNTLET_CUSTOM_FAULT_EXAMPLES", "4"))
+BUDGET_S = float(os.environ.get("GAUNTLET_CUSTOM_FAULT_BUDGET_S", "150"))
+_budget: dict[str, float] = {}
 
 
 @pytest.mark.slow
@@ -322,6 +326,10 @@ def test_random_fault_schedule_histories_are_linearizable(
 ) -> None:
     """A few faults, each held 1-3 s and healed, under a recorded read/write/cas workload: the history of
     every example must be linearizable (each is kept under report/histories/)."""
+    started = _budget.setdefault("start", time.monotonic())
+    if time.monotonic() - started > BUDGET_S:
+        print(f"schedule {schedule} not run: the {BUDGET_S:.0f}s budget of randomized schedules is spent")
+        reject()
     service = unit(cluster)
     report = Path(request.config.getoption("--report-dir")) / "histories"
     history = History(report / f"custom_random_faults_{seed}_{int(time.time())}.jsonl")
