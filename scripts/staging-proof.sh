@@ -72,6 +72,7 @@ rm -rf "$WORK"
 mkdir -p "$WORK/ssh" "$INV/group_vars/all"
 chmod 700 "$WORK" "$WORK/ssh"
 trap teardown EXIT
+trap 'exit 130' INT TERM   # a signal ends the run through the EXIT trap: the hosts are removed
 
 step "1/6 starting ${#HOSTS[@]} bare hosts (${HOSTS[*]/#/$PREFIX}) on network $NETWORK"
 podman network create --label gauntlet_scenario=staging-proof "$NETWORK" >/dev/null
