@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # used with fullmatch: "$" would accept a trailing newline
 
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
@@ -37,7 +37,7 @@ def _string(s: str) -> str:
 
 def _key(k: Any) -> str:
     s = str(k)
-    return s if _BARE_KEY.match(s) else _string(s)
+    return s if _BARE_KEY.fullmatch(s) else _string(s)
 
 
 def _is_table(v: Any) -> bool:

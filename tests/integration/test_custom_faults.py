@@ -354,7 +354,11 @@ def test_random_fault_schedule_histories_are_linearizable(
             }[kind]()
             with ctx:
                 time.sleep(hold)  # the fault's duration is the point here, not a wait for a condition
+            healed = time.monotonic()
             admin.wait_for_ready(90)
+            history.mark(
+                "ready again", fault=fault, host=target.name, seconds=round(time.monotonic() - healed, 2)
+            )
             work.wait_ops(5, 30, f"operations after {fault}")
     finally:
         nemesis.heal()

@@ -397,15 +397,29 @@ class RaftKVClient:
     def wait_for_ready(self, timeout: float = 60.0, members: Iterable[str] | None = None) -> str:
         """Wait until the given members (default: all) are healthy and agree on one leader; return it."""
         names = list(members) if members is not None else [m.name for m in self.members]
+        last: dict[str, Any] = {}  # what each member said last: named in the error when the wait times out
 
         def ready() -> str | None:
             for n in names:
-                ok, _ = self.health(n)
+                try:
+                    ok, body = self.health(n)
+                except RaftKVError as exc:
+                    last[n] = str(exc)
+                    return None
+                last[n] = body.get("reason", body)
                 if not ok:
                     return None
-            return self.agreed_leader(names)
+            views = self.leaders()
+            last["leaders"] = views
+            seen = {views.get(n) for n in names}
+            return seen.pop() if len(seen) == 1 and None not in seen else None
 
-        return wait_for(ready, timeout, interval=0.2, what=f"raftkv members {names} healthy with one leader")
+        try:
+            return wait_for(
+                ready, timeout, interval=0.2, what=f"raftkv members {names} healthy with one leader"
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; last seen: {last}") from exc
 
     def close(self) -> None:
         """Close this thread's connections."""
