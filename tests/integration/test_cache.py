@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from redis_support import CacheEnv
@@ -20,20 +19,11 @@ from gauntlet.bench import wait_for
 from gauntlet.checkers.staleness import max_staleness, stale_reads
 from gauntlet.clients.cache import PREFIX, Pattern, Workload
 from gauntlet.clients.redis import setting
-from gauntlet.cluster import Cluster
 from gauntlet.history import History
 
 pytestmark = [pytest.mark.redis, pytest.mark.coherence]
 
 NS = 1_000_000_000
-
-
-@pytest.fixture(scope="module")
-def env(cluster: Cluster) -> Iterator[CacheEnv]:
-    e = CacheEnv.load(cluster)
-    e.wait_healthy()
-    yield e
-    e.sentinels.close()
 
 
 def fresh_keys(env: CacheEnv, n: int, tag: str) -> list[str]:

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -49,14 +49,6 @@ FAULTS: dict[str, Callable[[Nemesis, str], AbstractContextManager[Any]]] = {
     "kill": lambda n, leader: n.kill(leader, "patroni"),  # Patroni and PostgreSQL SIGKILLed, kept down
     "crash": lambda n, leader: n.crash(leader),  # the whole host (etcd member too), podman kill
 }
-
-
-@pytest.fixture(scope="module")
-def env(cluster: Cluster) -> Iterator[CacheEnv]:
-    e = CacheEnv.load(cluster)
-    e.wait_healthy()
-    yield e
-    e.sentinels.close()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ same request made correctly, so a check cannot pass because the service is simpl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,20 +10,12 @@ import redis
 from redis_support import CacheEnv
 
 from gauntlet.clients.redis import TLS, connect, user_password
-from gauntlet.cluster import Cluster, Host
+from gauntlet.cluster import Host
 from gauntlet.pki import foreign_client_cert
 
 pytestmark = [pytest.mark.redis, pytest.mark.tls]
 
 REFUSED = (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError, OSError)
-
-
-@pytest.fixture(scope="module")
-def env(cluster: Cluster) -> Iterator[CacheEnv]:
-    e = CacheEnv.load(cluster)
-    e.wait_healthy()
-    yield e
-    e.sentinels.close()
 
 
 def endpoints(env: CacheEnv) -> list[tuple[str, Host, int, str, str]]:

@@ -13,7 +13,6 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -29,14 +28,6 @@ from gauntlet.history import History
 pytestmark = pytest.mark.redis
 
 WAIT_TIMEOUT_MS = 500
-
-
-@pytest.fixture(scope="module")
-def env(cluster: Cluster) -> Iterator[CacheEnv]:
-    e = CacheEnv.load(cluster)
-    e.wait_healthy()
-    yield e
-    e.sentinels.close()
 
 
 class Writers:

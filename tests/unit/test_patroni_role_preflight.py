@@ -7,27 +7,15 @@ be changed even if a check let the input through) and reads the failure message.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from role_support import ansible_playbook, needs_ansible_playbook, play_for
 
-ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOK = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  roles:
-    - role: gauntlet.cluster.patroni
-"""
+PLAYBOOK = play_for("gauntlet.cluster.patroni")
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ansible-playbook") is None, reason="ansible-playbook not installed"
-)
+pytestmark = needs_ansible_playbook
 
 
 def run_role(
@@ -37,11 +25,11 @@ def run_role(
     check: bool = True,
     **extra: object,
 ) -> subprocess.CompletedProcess[str]:
+    """Run the patroni role (fast timings, a local DCS address) with ``extra`` variables on top."""
     if write_play:
         (tmp_path / "play.yml").write_text(PLAYBOOK)
-    pki = tmp_path / "pki"
     variables = {
-        "gauntlet_pki_dir": str(pki),
+        "gauntlet_pki_dir": str(tmp_path / "pki"),
         "gauntlet_secrets_dir": str(tmp_path / "secrets"),
         "patroni_address": "127.0.0.1",
         "patroni_etcd_hosts": ["127.0.0.1:2379"],
@@ -50,30 +38,7 @@ def run_role(
         "patroni_retry_timeout": 3,
         **extra,
     }
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            *(["--check"] if check else []),
-            "-i",
-            inventory,
-            "-e",
-            json.dumps(variables),
-            str(tmp_path / "play.yml"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return ansible_playbook(tmp_path / "play.yml", inventory, variables, check=check)
 
 
 def test_broken_timing_rule_fails_with_what_to_fix(tmp_path: Path) -> None:

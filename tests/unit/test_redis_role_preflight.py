@@ -8,27 +8,16 @@ a runtime fact, refused by the role's replication-link check: tests/integration/
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from role_support import ansible_playbook, needs_ansible_playbook, play_for
 
-ROOT = Path(__file__).resolve().parents[2]
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("ansible-playbook") is None, reason="ansible-playbook not installed"
-)
+pytestmark = needs_ansible_playbook
 
 
 def run_role(tmp_path: Path, role: str, group: str, members: int, **extra: object) -> str:
     """Run ``role`` on localhost, a member of ``group`` with ``members`` hosts; return its output (it must fail)."""
-    (tmp_path / "play.yml").write_text(
-        f"- hosts: localhost\n  connection: local\n  gather_facts: false\n  roles:\n    - role: {role}\n"
-    )
+    (tmp_path / "play.yml").write_text(play_for(role))
     others = "\n".join(f"peer{i} ansible_host=192.0.2.{i}" for i in range(1, members))
     (tmp_path / "hosts.ini").write_text(
         f"localhost ansible_connection=local\n[{group}]\nlocalhost\n{others}\n"
@@ -38,30 +27,7 @@ def run_role(tmp_path: Path, role: str, group: str, members: int, **extra: objec
         "gauntlet_secrets_dir": str(tmp_path / "secrets"),
         **extra,
     }
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    r = subprocess.run(
-        [
-            "ansible-playbook",
-            "--check",
-            "-i",
-            str(tmp_path / "hosts.ini"),
-            "-e",
-            json.dumps(variables),
-            str(tmp_path / "play.yml"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = ansible_playbook(tmp_path / "play.yml", str(tmp_path / "hosts.ini"), variables)
     out = " ".join((r.stdout + r.stderr).split())
     assert r.returncode != 0, f"the role accepted the input: {out[-2000:]}"
     return out
