@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from redis_support import CacheEnv
 
+from checklib.redis import CacheEnv
 from gauntlet.cluster import Cluster
 
 

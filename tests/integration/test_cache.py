@@ -13,8 +13,8 @@ import time
 import uuid
 
 import pytest
-from redis_support import CacheEnv
 
+from checklib.redis import CacheEnv
 from gauntlet.bench import wait_for
 from gauntlet.checkers.staleness import max_staleness, stale_reads
 from gauntlet.clients.cache import PREFIX, Pattern, Workload

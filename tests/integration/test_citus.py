@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from citus_support import HASH_MAX, HASH_MIN, CitusCluster, Placement, in_thread
 from psycopg import sql
 
+from checklib.citus import HASH_MAX, HASH_MIN, CitusCluster, Placement, in_thread
 from gauntlet.bench import Bench, wait_for
 from gauntlet.cluster import Cluster
 from gauntlet.history import History

@@ -15,18 +15,17 @@ killed or its host crashed. Afterwards the history is judged against the databas
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_support import CacheEnv
 
+from checklib.patroni import PatroniCluster, fault_start_op, outage, wait_writes_ok
+from checklib.redis import CacheEnv
 from gauntlet.bench import Bench, wait_for
 from gauntlet.checkers.coherence import cache_loss
 from gauntlet.checkers.staleness import max_staleness, stale_reads
@@ -34,10 +33,6 @@ from gauntlet.clients.cache import PREFIX, Workload, decode
 from gauntlet.cluster import Cluster
 from gauntlet.history import History
 from gauntlet.nemesis import Nemesis
-
-# The Patroni topology's helpers (members, leader, health waits, RTO) live with its checks.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "patroni"))
-from patroni_checks import PatroniCluster, fault_start_op, outage, wait_writes_ok
 
 pytestmark = [pytest.mark.coherence, pytest.mark.haproxy]
 

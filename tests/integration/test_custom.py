@@ -11,7 +11,8 @@ import threading
 import time
 
 import pytest
-from custom_support import (
+
+from checklib.custom import (
     GROUP,
     assert_linearizable,
     client,
@@ -20,7 +21,6 @@ from custom_support import (
     term_leaders,
     unit,
 )
-
 from gauntlet.bench import wait_for
 from gauntlet.checkers import linearizable, single_leader
 from gauntlet.clients.raftkv import CasMismatch, RaftKVClient

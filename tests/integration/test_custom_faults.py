@@ -11,7 +11,10 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from custom_support import (
+from hypothesis import HealthCheck, Phase, given, reject, settings
+from hypothesis import strategies as st
+
+from checklib.custom import (
     GROUP,
     Workload,
     assert_linearizable,
@@ -23,9 +26,6 @@ from custom_support import (
     term_leaders,
     unit,
 )
-from hypothesis import HealthCheck, Phase, given, reject, settings
-from hypothesis import strategies as st
-
 from gauntlet.bench import wait_for
 from gauntlet.checkers import linearizable
 from gauntlet.checkers.availability import recovery_time

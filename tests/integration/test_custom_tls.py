@@ -10,8 +10,8 @@ import ssl
 from pathlib import Path
 
 import pytest
-from custom_support import GROUP, client
 
+from checklib.custom import GROUP, client
 from gauntlet.cluster import Cluster, Host
 from gauntlet.pki import foreign_client_cert
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redis_support import redis_cli
 
+from checklib.redis import redis_cli
 from gauntlet.bench import wait_for
 from gauntlet.checkers.lost_writes import lost_acknowledged_writes
 from gauntlet.clients.redis import SLOTS, ClusterNode, RedisClusterNodes, key_slot, slot_owners

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis_support import CacheEnv
 
+from checklib.redis import CacheEnv
 from gauntlet.clients.redis import TLS, connect, user_password
 from gauntlet.cluster import Host
 from gauntlet.pki import foreign_client_cert

@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 import redis
-from redis_support import CacheEnv, run_playbook
 
+from checklib.redis import CacheEnv, run_playbook
 from gauntlet.bench import wait_for
 from gauntlet.checkers.availability import unavailability_windows
 from gauntlet.checkers.lost_writes import lost_acknowledged_writes

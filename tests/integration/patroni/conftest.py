@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from patroni_checks import PatroniCluster
 
+from checklib.patroni import PatroniCluster
 from gauntlet.bench import Bench, wait_for
 from gauntlet.clients.postgres import ensure_table
 from gauntlet.cluster import Cluster

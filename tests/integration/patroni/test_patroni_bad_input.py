@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from patroni_checks import PatroniCluster
 
+from checklib.patroni import PatroniCluster
 from gauntlet.bench import Bench
 
 pytestmark = [

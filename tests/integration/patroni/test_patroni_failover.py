@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from patroni_checks import FaultRun, PatroniCluster, record_run, run_fault
 
+from checklib.patroni import FaultRun, PatroniCluster, record_run, run_fault
 from gauntlet.bench import Bench, wait_for
 from gauntlet.history import History
 from gauntlet.nemesis import Nemesis

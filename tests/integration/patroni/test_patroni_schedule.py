@@ -16,8 +16,8 @@ import time
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from patroni_checks import PatroniCluster, fault_start_op, outage, wait_writes_ok
 
+from checklib.patroni import PatroniCluster, fault_start_op, outage, wait_writes_ok
 from gauntlet.bench import Bench
 from gauntlet.checkers import lost_acknowledged_writes, single_leader
 from gauntlet.clients.postgres import PostgresWorkload, read_ids

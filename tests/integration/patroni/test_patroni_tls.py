@@ -8,7 +8,8 @@ import ssl
 
 import psycopg
 import pytest
-from patroni_checks import PatroniCluster
+
+from checklib.patroni import PatroniCluster
 
 pytestmark = [pytest.mark.patroni, pytest.mark.tls]
 

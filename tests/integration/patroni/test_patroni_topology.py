@@ -10,8 +10,8 @@ from base64 import b64encode
 
 import psycopg
 import pytest
-from patroni_checks import PatroniCluster, secret_var
 
+from checklib.patroni import PatroniCluster, secret_var
 from gauntlet.bench import Bench, wait_for
 from gauntlet.clients.postgres import read_ids
 
