@@ -40,9 +40,5 @@ esac
 
 export GAUNTLET_CITUS_INSTALL_METHOD=$method GAUNTLET_CITUS_DEBS_DIR=$debs
 export GAUNTLET_REPORT_DIR=${GAUNTLET_REPORT_DIR:-$PWD/report/citus}
-echo "==> molecule test -s citus (Citus from: $method${debs:+ $debs}${GAUNTLET_IMAGE:+, image $GAUNTLET_IMAGE})"
-start=$(date +%s)
-molecule test -s citus
-rc=$?
-echo "BENCH molecule_test_citus_seconds=$(( $(date +%s) - start )) s"
-exit $rc
+echo "==> citus (Citus from: $method${debs:+ $debs}${GAUNTLET_IMAGE:+, image $GAUNTLET_IMAGE})"
+exec scripts/scenario.sh citus "$@"

@@ -13,7 +13,7 @@
 #    reached with ansible_connection ssh (host keys accepted-new into the proof's own known_hosts);
 # 3. runs the README's staging commands: ansible-playbook -i INV playbooks/site.yml, then
 #    gauntlet run --inventory INV --skip-provision; then the SSH-path fault checks (tests/staging);
-# 4. checks that every test the container run selects (molecule/<topology>/verify.yml) passed here too;
+# 4. checks that every test the container run selects (molecule/<topology>/topology.yml) passed here too;
 # 5. removes the containers and the network, even on failure (STAGING_KEEP=1 keeps them for debugging).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -196,7 +196,7 @@ step "6/6 faults over SSH (tests/staging) and the container run's checks"
 faults_rc=0
 pytest tests/staging -p no:cacheprovider -v --inventory "$INV" --report-dir "$REPORT/staging-$TOPOLOGY-faults" \
   || faults_rc=$?
-# Every check the container run selects (its verify.yml's pytest selection) must have passed in this run.
+# Every check the container run selects (its topology.yml selection) must have passed in this run.
 compare_rc=0
 python3 tests/staging/compare_runs.py "$TOPOLOGY" "$INV" "$REPORT/staging-$TOPOLOGY/junit.xml" || compare_rc=$?
 [ $gauntlet_rc -eq 0 ] || die "gauntlet run failed (exit $gauntlet_rc)"

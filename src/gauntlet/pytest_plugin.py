@@ -1,5 +1,11 @@
 """pytest plugin: ``--inventory``, the ``cluster``/``history``/``nemesis``/``bench`` fixtures, markers that
-skip with a reason when the inventory lacks their groups, and BENCH lines in the terminal summary."""
+skip with a reason when the inventory lacks their groups, and BENCH lines in the terminal summary.
+
+No empty green: against an inventory, a run is red when the inventory cannot be read (one line, exit 4, never
+a skip), when it executed no check or fewer than ``--min-executed``, and when a check skipped for anything
+but something the inventory really lacks (a skip reason that starts with "inventory "). A test body that asks
+the cluster for a group it lacks fails (:class:`GroupMissing`); only a fixture that does so skips.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +36,10 @@ MARKER_GROUPS: dict[str, tuple[str, ...]] = {
 
 _bench_key = pytest.StashKey[Bench]()
 _cluster_key = pytest.StashKey[object]()
+_executed_key = pytest.StashKey[list[str]]()
+_problem_key = pytest.StashKey[str]()
+#: The one kind of skip a run against an inventory allows: something the inventory really lacks.
+ALLOWED_SKIP_PREFIX = "inventory "
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,6 +55,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("GAUNTLET_REPORT_DIR", "report"),
         help="Where histories (JSONL) and bench.jsonl are written (default: report/).",
     )
+    group.addoption(
+        "--min-executed",
+        type=int,
+        default=0,
+        help="Fail the run when fewer checks than this executed (a topology's checks.min_executed).",
+    )
 
 
 def _molecule_inventory() -> str | None:
@@ -56,6 +72,7 @@ def _molecule_inventory() -> str | None:
 def pytest_configure(config: pytest.Config) -> None:
     report_dir = Path(config.getoption("--report-dir"))
     config.stash[_bench_key] = Bench(report_dir / "bench.jsonl")
+    config.stash[_executed_key] = []
     # Runs for the report (GAUNTLET_REPORT_DIR set by `gauntlet run` / `make scenario-*`) also leave JUnit
     # XML next to the histories, unless the caller chose a path; set before the junitxml plugin reads it.
     if os.environ.get("GAUNTLET_REPORT_DIR") and not config.option.xmlpath:
@@ -74,8 +91,15 @@ def _load_cluster(config: pytest.Config) -> Cluster | str:
             try:
                 config.stash[_cluster_key] = Cluster.from_inventory(source)
             except InventoryError as exc:
-                config.stash[_cluster_key] = str(exc)
+                # Never a skip: a run whose inventory cannot be read has checked nothing.
+                raise pytest.UsageError(f"gauntlet: cannot read the inventory {source}: {exc}") from None
     return config.stash[_cluster_key]  # type: ignore[return-value]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Read the inventory at once when one is given: an unreadable one ends the run with one line (exit 4)."""
+    if session.config.getoption("--inventory") and not session.config.option.collectonly:
+        _load_cluster(session.config)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -135,24 +159,64 @@ def nemesis(cluster: Cluster, history: History) -> Iterator[Nemesis]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """A test that asks the cluster for a group it lacks (``cluster.group("x")``) is skipped, not failed."""
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """A fixture that asks for a group the inventory lacks skips its tests (with that reason); a test body
+    that does so fails, since its selection promised the group."""
     try:
         return (yield)
     except GroupMissing as exc:
         pytest.skip(str(exc))
+
+
+def _against_inventory(config: pytest.Config) -> bool:
+    return bool(config.getoption("--inventory"))
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    """The same for a fixture that asks for a group the inventory lacks: the test is skipped, not an error."""
-    try:
-        return (yield)
-    except GroupMissing as exc:
-        pytest.skip(str(exc))
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Count executed checks; against an inventory, turn a skip for any other reason than something the
+    inventory lacks into a failure (a check that did not run is not a pass)."""
+    report: pytest.TestReport = yield  # type: ignore[assignment,misc]
+    if report.when == "call" and not report.skipped:
+        item.config.stash[_executed_key].append(item.nodeid)
+    if report.skipped and _against_inventory(item.config) and not hasattr(report, "wasxfail"):
+        reason = _skip_reason(report)
+        if not reason.startswith(ALLOWED_SKIP_PREFIX):
+            report.outcome = "failed"
+            report.longrepr = (
+                f"gauntlet: skipped for a reason other than something the inventory lacks: {reason}"
+            )
+    return report  # type: ignore[return-value]
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Against an inventory, a run that executed no check, or fewer than ``--min-executed``, is red."""
+    config = session.config
+    executed = len(config.stash.get(_executed_key, []))
+    wanted = config.getoption("--min-executed")
+    problem = None
+    if wanted and executed < wanted:
+        problem = f"only {executed} checks executed, the topology needs at least {wanted} (--min-executed)"
+    elif _against_inventory(config) and session.testscollected and not executed:
+        problem = f"no check executed of the {session.testscollected} collected: nothing was checked"
+    if problem:
+        config.stash[_problem_key] = problem
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    problem = terminalreporter.config.stash.get(_problem_key, None)
+    if problem:
+        terminalreporter.write_line(f"gauntlet: RED: {problem}", red=True, bold=True)
     bench = terminalreporter.config.stash.get(_bench_key, None)
     if bench and bench.figures:
         terminalreporter.section("gauntlet benchmark figures (measured, not asserted)")

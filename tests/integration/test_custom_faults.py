@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -223,10 +222,6 @@ def test_isolated_minority_refuses_writes_majority_serves_and_heal_converges(
 def test_latency_on_the_leader_still_serves(
     cluster: Cluster, admin: RaftKVClient, history: History, nemesis: Nemesis, bench
 ) -> None:
-    try:
-        resources.files("gauntlet.nemesis").joinpath("nfqueue_delay.py").read_text()
-    except FileNotFoundError:
-        pytest.skip("gauntlet/nemesis/nfqueue_delay.py (the latency nemesis without netem) is not there yet")
     lead = leader(cluster, admin)
     kv = client(cluster, history).for_process("timed")
     keys = fresh_keys("latency", 2)

@@ -2,46 +2,24 @@
 
     python tests/staging/compare_runs.py TOPOLOGY INVENTORY JUNIT_XML
 
-The container run's checks are the pytest selection of ``molecule/<topology>/verify.yml`` (its pytest
-command, rendered as Molecule would with no GAUNTLET_PYTEST_* overrides), collected against INVENTORY.
+The container run's checks are the selection of ``molecule/<topology>/topology.yml`` (the one the shared
+verify playbook runs), collected against INVENTORY.
 Every one of them must have passed in JUNIT_XML (the staging run's report): a check that failed, errored,
 was skipped or did not run makes the comparison fail, naming it. Exit 0 when all passed.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
-import jinja2
-import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
+from gauntlet.topologies import ROOT, get
 
 
-def container_selection(topology: str, inventory: str) -> list[str]:
-    """pytest arguments of the container run's verify step (Molecule's env lookups rendered)."""
-    plays = yaml.safe_load((ROOT / "molecule" / topology / "verify.yml").read_text())
-    env = {
-        "MOLECULE_INVENTORY_FILE": str(Path(inventory) / "hosts.yml"),
-        "MOLECULE_PROJECT_DIRECTORY": str(ROOT),
-    }
-    jenv = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    jenv.filters["dirname"] = os.path.dirname
-    jenv.globals["lookup"] = lambda plugin, name: env.get(name, "")
-    for play in plays:
-        for task in play.get("tasks", []):
-            for key in ("ansible.builtin.command", "command", "ansible.builtin.shell", "shell"):
-                spec = task.get(key)
-                cmd = spec.get("cmd") if isinstance(spec, dict) else spec
-                if cmd and "pytest" in cmd:
-                    args = shlex.split(jenv.from_string(cmd).render())
-                    return args[args.index("pytest") + 1 :]
-    raise SystemExit(f"no pytest command found in molecule/{topology}/verify.yml")
+def container_selection(topology: str) -> list[str]:
+    """pytest arguments of the container run's checks: the topology description's selection."""
+    return get(topology).checks.pytest_args_list()
 
 
 def collected_ids(args: list[str], inventory: str) -> list[str]:
@@ -82,7 +60,7 @@ def junit_key(node_id: str) -> str:
 
 def main() -> int:
     topology, inventory, junit = sys.argv[1:4]
-    wanted = collected_ids(container_selection(topology, inventory), inventory)
+    wanted = collected_ids(container_selection(topology), inventory)
     outcomes = junit_outcomes(junit)
     missing = {n: outcomes.get(junit_key(n), "did not run") for n in wanted}
     bad = {n: o for n, o in missing.items() if o != "passed"}

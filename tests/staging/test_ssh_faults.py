@@ -37,7 +37,7 @@ def served(ssh_hosts: list[Host]) -> Host:
     for h in ssh_hosts:
         if h.services:
             return h
-    pytest.skip("no SSH host runs a known service (set gauntlet_services)")
+    pytest.skip("inventory has no SSH host that runs a known service (set gauntlet_services)")
 
 
 def main_pid(h: Host, unit: str) -> int:

@@ -77,12 +77,16 @@ def valid(check: str, explanation: str, **figures: float) -> Verdict:
     return Verdict(check, True, explanation, figures=figures)
 
 
-def invalid(check: str, explanation: str, evidence: Mapping[str, Any] | None = None, **figures: float) -> Verdict:
+def invalid(
+    check: str, explanation: str, evidence: Mapping[str, Any] | None = None, **figures: float
+) -> Verdict:
     """A promise that was broken, with what shows it."""
     return Verdict(check, False, explanation, evidence=dict(evidence or {}), figures=figures)
 
 
-def unknown(check: str, explanation: str, evidence: Mapping[str, Any] | None = None, **figures: float) -> Verdict:
+def unknown(
+    check: str, explanation: str, evidence: Mapping[str, Any] | None = None, **figures: float
+) -> Verdict:
     """The checker could not decide (never a pass)."""
     return Verdict(check, None, explanation, evidence=dict(evidence or {}), figures=figures)
 

@@ -3,7 +3,6 @@ log) printed with any check of this directory that fails."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,14 +65,3 @@ def rto_series(bench: Bench) -> Iterator[dict[str, list[float]]]:
     yield series
     for fault, values in sorted(series.items()):
         bench.record_series(f"patroni_rto_{fault}", values, "s")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def converge_times(bench: Bench) -> None:
-    """The scenario's converge wall times (molecule/patroni/converge.yml writes them, verify.yml passes them
-    in GAUNTLET_CONVERGE_SECONDS): the first converge and the latest, the second converge of `molecule test`."""
-    raw = [v for v in os.environ.get("GAUNTLET_CONVERGE_SECONDS", "").split(",") if v.strip()]
-    if raw:
-        bench.record("patroni_first_converge_seconds", float(raw[0]), "s")
-    if len(raw) > 1:
-        bench.record("patroni_second_converge_seconds", float(raw[-1]), "s", converges=len(raw))

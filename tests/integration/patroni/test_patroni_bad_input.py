@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -22,10 +21,7 @@ import pytest
 from checklib.patroni import PatroniCluster
 from gauntlet.bench import Bench
 
-pytestmark = [
-    pytest.mark.patroni,
-    pytest.mark.skipif(shutil.which("ansible-playbook") is None, reason="ansible-playbook not installed"),
-]
+pytestmark = [pytest.mark.patroni]
 
 ROOT = Path(__file__).resolve().parents[3]
 # Facts of every member and DCS host first (the role derives addresses from them), then the role on one host.

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Run one topology on container hosts, phase by phase, and time every phase:
+#   scripts/scenario.sh NAME [--no-idempotence] [--keep]
+# destroy (leftovers) → create → converge → idempotence → verify → destroy, as `molecule test` does, with a
+# BENCH line per phase and one for the whole run. The checks' output (pytest, via molecule/_shared/verify.yml)
+# streams to the terminal while they run. The hosts are destroyed at the end, on failure, and on INT/TERM
+# (unless --keep). Exit status: the first failing phase's.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+name=${1:?usage: scripts/scenario.sh NAME [--no-idempotence] [--keep]}; shift
+idempotence=1 keep=0
+for a in "$@"; do
+  case "$a" in
+    --no-idempotence) idempotence=0 ;;
+    --keep) keep=1 ;;
+    *) echo "scenario: unknown option '$a' (use --no-idempotence or --keep)" >&2; exit 2 ;;
+  esac
+done
+[ -f "molecule/$name/topology.yml" ] || { echo "scenario: no topology '$name' (molecule/$name/topology.yml)" >&2; exit 2; }
+report=${GAUNTLET_REPORT_DIR:-$PWD/report/$name}
+mkdir -p "$report"
+export GAUNTLET_REPORT_DIR=$report GAUNTLET_VERIFY_LOG=$report/verify.log
+: > "$GAUNTLET_VERIFY_LOG"
+tailer=
+cleanup() {
+  [ -n "$tailer" ] && kill "$tailer" 2>/dev/null
+  if [ "$keep" = 0 ]; then molecule destroy -s "$name" >/dev/null 2>&1 || true; fi
+}
+trap 'echo "scenario $name: interrupted, removing its hosts"; cleanup; exit 130' INT TERM
+t_all=$(date +%s)
+phase() {  # phase NAME CMD... : run, time, and stop the run at the first failure
+  local p=$1 t rc; shift
+  echo "==> [$name] $p"
+  t=$(date +%s)
+  "$@"; rc=$?
+  echo "BENCH molecule_${p}_${name}_seconds=$(( $(date +%s) - t )) s"
+  if [ $rc -ne 0 ]; then
+    echo "scenario $name: $p failed (exit $rc)"
+    cleanup
+    echo "BENCH molecule_test_${name}_seconds=$(( $(date +%s) - t_all )) s"
+    exit $rc
+  fi
+}
+phase destroy molecule destroy -s "$name"
+phase create molecule create -s "$name"
+phase converge molecule converge -s "$name"
+[ "$idempotence" = 1 ] && phase idempotence molecule idempotence -s "$name"
+# Stream the checks as they run (the verify playbook itself prints only the end).
+tail -n 0 -F "$GAUNTLET_VERIFY_LOG" 2>/dev/null & tailer=$!
+GAUNTLET_VERIFY_STREAMED=1 phase verify molecule verify -s "$name"
+kill "$tailer" 2>/dev/null; tailer=
+[ "$keep" = 1 ] || phase destroy molecule destroy -s "$name"
+echo "BENCH molecule_test_${name}_seconds=$(( $(date +%s) - t_all )) s"
