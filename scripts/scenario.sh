@@ -17,6 +17,14 @@ for a in "$@"; do
   esac
 done
 [ -f "molecule/$name/topology.yml" ] || { echo "scenario: no topology '$name' (molecule/$name/topology.yml)" >&2; exit 2; }
+# Podman container names are machine-wide: a second run of the same topology (another checkout, a CI job)
+# waits for the first instead of destroying its hosts.
+lock=${TMPDIR:-/tmp}/gauntlet-scenario-$name.lock
+exec 9>"$lock"
+if ! flock -n 9; then
+  echo "scenario $name: another run of it holds $lock; waiting"
+  flock 9
+fi
 report=${GAUNTLET_REPORT_DIR:-$PWD/report/$name}
 mkdir -p "$report"
 export GAUNTLET_REPORT_DIR=$report GAUNTLET_VERIFY_LOG=$report/verify.log
