@@ -17,6 +17,10 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="py
   <failure message="AssertionError: two leaders">trace</failure></testcase>
 <testcase classname="tests.integration.test_etcd" name="test_latency" time="0.0">
   <skipped message="no netem"/></testcase>
+<testcase classname="tests.integration.test_etcd" name="test_writes_survive[kill-run1]" time="3.0"/>
+<testcase classname="tests.integration.test_etcd" name="test_writes_survive[kill-run2]" time="3.0">
+  <failure message="AssertionError: 2 acknowledged writes lost">trace</failure></testcase>
+<testcase classname="tests.integration.test_etcd" name="test_writes_survive[pause]" time="3.0"/>
 </testsuite></testsuites>"""
 
 
@@ -70,9 +74,9 @@ def make_run(directory):
 def test_report_lists_checks_figures_topology_and_plots(tmp_path):
     make_run(tmp_path / "etcd")
     page = build_report(tmp_path).read_text()
-    assert page.count('class="check"') == 3
+    assert page.count('class="check"') == 6
     assert 'class="failed">failed' in page and "two leaders" in page
-    assert "rto_kill_seconds" in page and "7.25" in page  # headline figure
+    assert "rto_kill_seconds" in page and "7.25" in page
     assert "etcd-server 3.4.23" in page
     # One timeline, and one panel per figure kind: each has its plot (none says "no figure").
     assert page.count('<img class="plot"') == 6
@@ -80,6 +84,60 @@ def test_report_lists_checks_figures_topology_and_plots(tmp_path):
         assert f'<figure class="metric" data-metric="{metric}">' in page, metric
     assert "metric-missing" not in page
     assert "election_seconds test_failover" in page  # derived from the history: kill start -> new-leader mark
+
+
+def test_report_leads_with_the_promise_matrix_per_fault(tmp_path):
+    make_run(tmp_path / "etcd")
+    page = build_report(tmp_path).read_text()
+    # The first screen answers "did every promise hold?": before any timeline or figure.
+    assert page.index("Not every promise held") < page.index('class="promises"') < page.index("<img")
+    matrix = page[page.index('class="promises"') : page.index("</table>", page.index('class="promises"'))]
+    header = matrix[: matrix.index("</tr>")]
+    assert header.index("<th>—</th>") < header.index("<th>kill</th>") < header.index("<th>pause</th>")
+    rows = matrix.split('<tr class="promise">')[1:]
+    # Broken promises first; a cell is the worst of its runs (kill-run1 passed, kill-run2 failed).
+    assert rows[0].startswith("<td>test_etcd::test_failover</td>")
+    survive = next(r for r in rows if "test_writes_survive" in r)
+    assert '<td class="failed"' in survive and '<td class="passed"' in survive
+    assert survive.count("<td></td>") == 1  # not judged without a fault
+    assert 'class="skipped"' in matrix  # a skip is shown as a skip, never as a pass
+
+
+def test_report_shows_each_figure_once_with_its_fault(tmp_path):
+    make_run(tmp_path / "etcd")
+    run = tmp_path / "etcd"
+    with (run / "bench.jsonl").open("a") as fh:
+        for stat in ("median", "p99", "max"):  # a series of one sample: one figure, not three
+            fh.write(
+                json.dumps(
+                    {"name": f"patroni_rto_pause_{stat}", "value": 9.5, "unit": "s", "context": {"n": 1}}
+                )
+                + "\n"
+            )
+        fh.write(
+            json.dumps({"name": "rto_kill_seconds", "value": 7.25, "unit": "s", "context": {"fault": "kill"}})
+            + "\n"
+        )  # an exact repeat
+    page = build_report(tmp_path).read_text()
+    table = page[page.index('class="figures"') :]
+    table = table[: table.index("</table>")]
+    assert table.count("patroni_rto_pause") == 1 and "_median" not in table
+    assert table.count("rto_kill_seconds") == 1
+    row = next(r for r in table.split('<tr class="figure">') if "patroni_rto_pause" in r)
+    assert row.startswith("<td>pause</td>")  # the fault named by the figure's name
+    assert "Headline figures" not in page
+
+
+def test_a_run_that_checked_nothing_holds_no_promise(tmp_path):
+    run = tmp_path / "etcd"
+    run.mkdir()
+    (run / "junit.xml").write_text(
+        '<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="1">'
+        '<testcase classname="t" name="test_a" time="0"><skipped message="inventory has no etcd"/>'
+        "</testcase></testsuite></testsuites>"
+    )
+    page = build_report(tmp_path).read_text()
+    assert "NOTHING CHECKED" in page and "Not every promise held" in page
 
 
 def test_empty_report_says_nothing_was_tested(tmp_path):

@@ -9,17 +9,18 @@ from pathlib import Path
 from gauntlet.history import History
 from gauntlet.report.data import METRICS, Run, find_runs
 from gauntlet.report.plots import metric_png, timeline_png
+from gauntlet.report.promises import NO_FAULT, figures_once, promise_matrix
 
 # At most this many timelines per run: the ones with faults first, then the busiest.
 MAX_TIMELINES = 12
-# Figures shown in the headline table, by name fragment (all figures are listed per run below).
-HEADLINE = ("rto", "lost", "staleness", "lag", "election", "switchover", "failover")
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;
 font-size:.9rem;text-align:left;vertical-align:top}th{background:#f3f3f3}
 .passed{color:#2e7d32}.failed,.error{color:#c62828;font-weight:bold}.skipped{color:#777}
+.unknown{color:#e65100;font-weight:bold}table.promises td.passed{background:#e8f5e9}
+table.promises td.failed,table.promises td.error{background:#ffebee}
 .verdict-ok{background:#e8f5e9;padding:.5rem 1rem}.verdict-bad{background:#ffebee;padding:.5rem 1rem}
 figure{margin:1rem 0}figcaption{font-size:.85rem;color:#555}pre{white-space:pre-wrap;font-size:.8rem;margin:0}
 """
@@ -49,27 +50,63 @@ def _chosen_histories(run: Run) -> list[tuple[str, History]]:
     return [kv for kv in items if kv[1].client_ops()][:MAX_TIMELINES]
 
 
-def render_run(run: Run) -> str:
-    parts = [f'<section id="run-{_e(run.name)}"><h2>{_e(run.name)}</h2>']
+def render_promises(run: Run) -> str:
+    """The run's matrix of promises and faults: the first thing the page answers."""
     c = run.counts
-    verdict = "verdict-ok" if run.ok else "verdict-bad"
-    parts.append(
-        f'<p class="{verdict}">{c["passed"]} passed, {c["failed"]} failed, {c["error"]} errors, '
-        f"{c['skipped']} skipped</p>"
-    )
-    if run.topology:
-        parts.append(
-            "<h3>Topology</h3><table><tr><th>host</th><th>groups</th><th>address</th><th>connection</th>"
-            "<th>versions</th></tr>"
-        )
-        for h in run.topology.get("hosts", []):
-            versions = ", ".join(f"{k} {v}" for k, v in sorted((h.get("packages") or {}).items()))
-            parts.append(
-                f"<tr><td>{_e(h['name'])}</td><td>{_e(', '.join(h.get('groups', [])))}</td>"
-                f"<td>{_e(h.get('address', h.get('error', '')))}</td><td>{_e(h.get('connection', ''))}</td>"
-                f"<td>{_e(versions)}</td></tr>"
+    held = run.ok and c["passed"] > 0  # a run that checked nothing held no promise
+    said = "every promise held" if held else ("NOTHING CHECKED" if run.ok else "PROMISES BROKEN")
+    out = [
+        f'<h3><a href="#run-{_e(run.name)}">{_e(run.name)}</a></h3>',
+        f'<p class="{"verdict-ok" if held else "verdict-bad"}">{said}: '
+        f"{c['passed']} passed, {c['failed']} failed, {c['error']} errors, {c['skipped']} skipped</p>",
+    ]
+    faults, promises = promise_matrix(run.checks)
+    if not promises:
+        return "\n".join(out)
+    out.append('<table class="promises"><tr><th>promise</th>')
+    out.extend(f"<th>{_e(f)}</th>" for f in faults)
+    out.append("</tr>")
+    for p in promises:
+        out.append(f'<tr class="promise"><td>{_e(p.module)}::{_e(p.name)}</td>')
+        for f in faults:
+            v = p.verdict(f)
+            if v is None:
+                out.append("<td></td>")
+                continue
+            msg = "; ".join(ch.message[:200] for ch in p.cells[f] if ch.message)
+            out.append(f'<td class="{v}" title="{_e(msg)}">{v}</td>')
+        out.append("</tr>")
+    out.append("</table>")
+    broken = [ch for ch in run.checks if ch.verdict in ("failed", "error")]
+    if broken:
+        out.append("<table><tr><th>broken</th><th>why</th></tr>")
+        for ch in broken:
+            out.append(
+                f'<tr class="broken"><td>{_e(ch.name)}</td><td><pre>{_e(ch.message[:600])}</pre></td></tr>'
             )
-        parts.append("</table>")
+        out.append("</table>")
+    return "\n".join(out)
+
+
+def render_run(run: Run) -> str:
+    """One run's detail, in the order a reader asks: timelines, figures (once each, with their fault),
+    every check with its time, the hosts."""
+    parts = [f'<section id="run-{_e(run.name)}"><h2>{_e(run.name)}</h2>']
+    faults, _ = promise_matrix(run.checks)
+    chosen = _chosen_histories(run)
+    if chosen:
+        parts.append(
+            "<h3>Timelines</h3><p>Each dot is a completed client operation (green ok, red failed, "
+            "orange unknown) on its client's lane; grey bands are faults. Below: latency of each "
+            "operation over time.</p>"
+        )
+        for name, h in chosen:
+            png = timeline_png(h, name)
+            n_ops = len(h.client_ops()) // 2
+            parts.append(
+                f'<figure><img class="plot" alt="timeline of {_e(name)}" src="data:image/png;base64,{png}">'
+                f"<figcaption>{_e(name)}: {n_ops} operations, {len(h.faults())} fault events</figcaption></figure>"
+            )
     metrics = run.metrics()
     if any(metrics.values()):
         parts.append(
@@ -90,14 +127,16 @@ def render_run(run: Run) -> str:
             )
     if run.figures:
         parts.append(
-            '<h3>All figures</h3><table class="figures"><tr><th>figure</th><th>value</th>'
+            '<table class="figures"><tr><th>fault</th><th>figure</th><th>value</th>'
             "<th>unit</th><th>context</th></tr>"
         )
-        for f in run.figures:
-            ctx = ", ".join(f"{k}={v}" for k, v in sorted((f.get("context") or {}).items()))
+        for f in sorted(
+            figures_once(run.figures, faults), key=lambda f: (f["fault"] != NO_FAULT, f["fault"])
+        ):
+            ctx = ", ".join(f"{k}={v}" for k, v in sorted((f.get("context") or {}).items()) if k != "fault")
             parts.append(
-                f'<tr class="figure"><td>{_e(f["name"])}</td><td>{_e(_figure_value(f))}</td>'
-                f"<td>{_e(f.get('unit', ''))}</td><td>{_e(ctx)}</td></tr>"
+                f'<tr class="figure"><td>{_e(f["fault"])}</td><td>{_e(f["name"])}</td>'
+                f"<td>{_e(_figure_value(f))}</td><td>{_e(f.get('unit', ''))}</td><td>{_e(ctx)}</td></tr>"
             )
         parts.append("</table>")
     if run.checks:
@@ -111,20 +150,19 @@ def render_run(run: Run) -> str:
                 f"<td><pre>{_e(ch.message[:600])}</pre></td></tr>"
             )
         parts.append("</table>")
-    chosen = _chosen_histories(run)
-    if chosen:
+    if run.topology:
         parts.append(
-            "<h3>Timelines</h3><p>Each dot is a completed client operation (green ok, red failed, "
-            "orange unknown) on its client's lane; grey bands are faults. Below: latency of each "
-            "operation over time.</p>"
+            "<h3>Topology</h3><table><tr><th>host</th><th>groups</th><th>address</th><th>connection</th>"
+            "<th>versions</th></tr>"
         )
-        for name, h in chosen:
-            png = timeline_png(h, name)
-            n_ops = len(h.client_ops()) // 2
+        for h in run.topology.get("hosts", []):
+            versions = ", ".join(f"{k} {v}" for k, v in sorted((h.get("packages") or {}).items()))
             parts.append(
-                f'<figure><img class="plot" alt="timeline of {_e(name)}" src="data:image/png;base64,{png}">'
-                f"<figcaption>{_e(name)}: {n_ops} operations, {len(h.faults())} fault events</figcaption></figure>"
+                f"<tr><td>{_e(h['name'])}</td><td>{_e(', '.join(h.get('groups', [])))}</td>"
+                f"<td>{_e(h.get('address', h.get('error', '')))}</td><td>{_e(h.get('connection', ''))}</td>"
+                f"<td>{_e(versions)}</td></tr>"
             )
+        parts.append("</table>")
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -134,27 +172,18 @@ def build_report(report_dir: str | Path, title: str = "gauntlet.cluster run") ->
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     runs = find_runs(report_dir)
-    headline = [(r.name, f) for r in runs for f in r.figures if any(k in f["name"] for k in HEADLINE)]
     body = [f"<h1>{_e(title)}</h1>", f"<p>Written {datetime.now(UTC):%Y-%m-%d %H:%M UTC}.</p>"]
     if not runs:
         body.append("<p>No run found in this directory: nothing was tested.</p>")
-    body.append("<table><tr><th>run</th><th>passed</th><th>failed</th><th>errors</th><th>skipped</th></tr>")
-    for r in runs:
-        c = r.counts
+    else:
+        held = all(r.ok and r.counts["passed"] > 0 for r in runs)
         body.append(
-            f'<tr><td><a href="#run-{_e(r.name)}">{_e(r.name)}</a></td><td class="passed">{c["passed"]}</td>'
-            f'<td class="failed">{c["failed"]}</td><td class="error">{c["error"]}</td>'
-            f'<td class="skipped">{c["skipped"]}</td></tr>'
+            f'<h2 class="{"verdict-ok" if held else "verdict-bad"}">'
+            f"{'Every promise held' if held else 'Not every promise held'}</h2>"
+            "<p>One row per promise (a check), one column per fault it was judged under; "
+            "the cell is the worst verdict of its runs. Details per run below.</p>"
         )
-    body.append("</table>")
-    if headline:
-        body.append("<h2>Headline figures</h2><table><tr><th>run</th><th>figure</th><th>value</th></tr>")
-        for run_name, f in headline:
-            body.append(
-                f'<tr class="headline"><td>{_e(run_name)}</td><td>{_e(f["name"])}</td>'
-                f"<td>{_e(_figure_value(f))} {_e(f.get('unit', ''))}</td></tr>"
-            )
-        body.append("</table>")
+        body.extend(render_promises(r) for r in runs)
     body.extend(render_run(r) for r in runs)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title><style>{CSS}</style>"
