@@ -73,6 +73,9 @@ def main() -> None:
 @click.option("--report", "report_dir", default="report", show_default=True, help="Report directory.")
 @click.option("--keep", is_flag=True, help="Topologies: leave the hosts running afterwards (no destroy).")
 @click.option(
+    "--idempotence", is_flag=True, help="Topologies: also run the idempotence pass (make test does)."
+)
+@click.option(
     "--skip-provision", is_flag=True, help="Inventories: hosts are already provisioned; only check."
 )
 def run(
@@ -81,6 +84,7 @@ def run(
     faults: int,
     report_dir: str,
     keep: bool,
+    idempotence: bool,
     skip_provision: bool,
 ) -> None:
     """Provision, run every check that applies, write the report; exit non-zero when a check fails."""
@@ -103,15 +107,14 @@ def run(
     started = time.monotonic()
     if topology:
         _check_topology(root, topology)
-        if keep:
-            step(1, 3, f"molecule converge -s {topology}")
-            rc = _run(["molecule", "converge", "-s", topology], root, env)
-            if rc == 0:
-                step(2, 3, f"molecule verify -s {topology}")
-                rc = _run(["molecule", "verify", "-s", topology], root, env)
-        else:
-            step(1, 3, f"molecule test -s {topology} (create, converge, idempotence, verify, destroy)")
-            rc = _run(["molecule", "test", "-s", topology], root, env)
+        # The demo skips Molecule's idempotence pass (a second converge that only proves the roles change
+        # nothing: `make test` runs it for every topology); --idempotence puts it back.
+        cmd = [str(root / "scripts" / "scenario.sh"), topology]
+        cmd += [] if idempotence else ["--no-idempotence"]
+        cmd += ["--keep"] if keep else []
+        phases = "create, converge" + (", idempotence" if idempotence else "") + ", verify"
+        step(1, 3, f"{topology} on container hosts ({phases}{'' if keep else ', destroy'})")
+        rc = _run(cmd, root, env)
     else:
         inv = str(Path(inventory).resolve())  # type: ignore[arg-type]
         env["GAUNTLET_INVENTORY"] = inv
