@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -173,10 +173,12 @@ def _against_inventory(config: pytest.Config) -> bool:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Count executed checks; against an inventory, turn a skip for any other reason than something the
     inventory lacks into a failure (a check that did not run is not a pass)."""
-    report: pytest.TestReport = yield  # type: ignore[assignment,misc]
+    report: pytest.TestReport = yield
     if report.when == "call" and not report.skipped:
         item.config.stash[_executed_key].append(item.nodeid)
     if report.skipped and _against_inventory(item.config) and not hasattr(report, "wasxfail"):
@@ -186,7 +188,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.longrepr = (
                 f"gauntlet: skipped for a reason other than something the inventory lacks: {reason}"
             )
-    return report  # type: ignore[return-value]
+    return report
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

@@ -145,7 +145,7 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
-class InventorySSHBackend(ParamikoBackend):
+class InventorySSHBackend(ParamikoBackend):  # type: ignore[misc]  # testinfra ships no types
     """testinfra's paramiko backend, connecting with :class:`SSHSettings` (not only ~/.ssh/config)."""
 
     def __init__(self, settings: SSHSettings, sudo: bool = False) -> None:
@@ -177,6 +177,6 @@ class InventorySSHBackend(ParamikoBackend):
             username=s.user,
             key_filename=s.key_file,
             timeout=s.connect_timeout,
-            sock=paramiko.ProxyCommand(s.proxy_command) if s.proxy_command else None,  # type: ignore[arg-type]
+            sock=paramiko.ProxyCommand(s.proxy_command) if s.proxy_command else None,
         )
         return client

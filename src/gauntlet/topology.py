@@ -44,7 +44,7 @@ def describe_host(host: Host) -> dict[str, Any]:
 def write_topology(cluster: Cluster, path: Path) -> dict[str, Any]:
     """Write (once per report directory and inventory) the topology the report's first table shows."""
     if path.exists():
-        existing = json.loads(path.read_text())
+        existing: dict[str, Any] = json.loads(path.read_text())
         if existing.get("inventory") == cluster.source:
             return existing
     with ThreadPoolExecutor(max_workers=8) as pool:

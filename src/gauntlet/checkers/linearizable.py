@@ -251,13 +251,15 @@ def _search(ops: Sequence[RegisterOp], initial: Any, budget: _Budget) -> bool | 
 
     def lift(call: _Entry) -> None:
         for e in (call, call.match):
-            e.prev.next = e.next  # type: ignore[union-attr]
+            assert e is not None and e.prev is not None  # every call has its match and a predecessor
+            e.prev.next = e.next
             if e.next is not None:
                 e.next.prev = e.prev
 
     def unlift(call: _Entry) -> None:
         for e in (call.match, call):
-            e.prev.next = e  # type: ignore[union-attr]
+            assert e is not None and e.prev is not None
+            e.prev.next = e
             if e.next is not None:
                 e.next.prev = e
 

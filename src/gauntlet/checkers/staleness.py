@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from gauntlet.history import History
 
@@ -29,7 +30,7 @@ def stale_reads(history: History, read_f: str = "read", write_f: str = "write") 
     before it started.
     """
     ops = history.client_ops()
-    acked: dict[object, list[tuple[int, object]]] = defaultdict(list)  # key -> [(ack time, value)]
+    acked: dict[object, list[tuple[int, Any]]] = defaultdict(list)  # key -> [(ack time, value)]
     for o in ops:
         if o.type == "ok" and o.f == write_f:
             acked[o.key].append((o.time, o.value))
@@ -45,10 +46,10 @@ def stale_reads(history: History, read_f: str = "read", write_f: str = "write") 
         known = [(t, v) for t, v in acked.get(o.key, []) if t < started]
         if not known:
             continue
-        _, newest = max(known, key=lambda tv: tv[1])  # type: ignore[arg-type,return-value]
-        if o.value is None or o.value < newest:  # type: ignore[operator]
+        _, newest = max(known, key=lambda tv: tv[1])
+        if o.value is None or o.value < newest:
             # staleness: since when had the read's value been superseded?
-            superseding = [t for t, v in known if o.value is None or v > o.value]  # type: ignore[operator]
+            superseding = [t for t, v in known if o.value is None or v > o.value]
             stale.append(StaleRead(o.key, o.value, newest, (started - min(superseding)) / NS))
     return stale
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gauntlet.history import History
 from gauntlet.report.data import METRICS, Run, find_runs
@@ -39,7 +40,7 @@ def _e(x: object) -> str:
     return html.escape(str(x))
 
 
-def _figure_value(f: dict) -> str:
+def _figure_value(f: dict[str, Any]) -> str:
     v = f.get("value")
     return f"{v:.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
 

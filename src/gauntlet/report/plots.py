@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display here, and none needed
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from gauntlet.history import NEMESIS, History
 
@@ -17,7 +18,7 @@ COLORS = {"ok": "#2e7d32", "fail": "#c62828", "info": "#ef6c00"}
 NS = 1e9
 
 
-def _png(fig: plt.Figure) -> str:
+def _png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -93,7 +94,7 @@ def timeline_png(history: History, title: str) -> str:
 def _label(f: dict[str, Any]) -> str:
     ctx = f.get("context") or {}
     extra = ", ".join(f"{k}={ctx[k]}" for k in ("fault", "mode") if k in ctx and str(ctx[k]) not in f["name"])
-    return f["name"] + (f" ({extra})" if extra else "")
+    return str(f["name"]) + (f" ({extra})" if extra else "")
 
 
 def metric_png(title: str, figures: list[dict[str, Any]]) -> str:
