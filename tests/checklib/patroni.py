@@ -318,8 +318,8 @@ def run_fault(
     t_end = time.monotonic_ns()
     rto = outage(history, t0, t_end)
     final = read_ids(pg.lb_endpoint("rw"), since=workload.id_base)
-    lost = lost_acknowledged_writes(history, final)
-    acked = sum(1 for o in history.client_ops() if o.type == "ok" and o.f == "write")
+    lost_check = lost_acknowledged_writes(history, final)
+    leader_check = single_leader(sampler.leader_samples())
     states = pg.members_state()
     # The old leader is back: as a streaming replica after a failover, or still the leader when it kept it.
     if new == old:
@@ -331,9 +331,9 @@ def run_fault(
         old_leader=old,
         new_leader=new,
         rto=rto,
-        lost=lost,
-        acked=acked,
-        split_brain=single_leader(sampler.leader_samples()),
+        lost=list(lost_check.evidence["lost"]),
+        acked=int(lost_check.evidence["acknowledged"]),
+        split_brain=list(leader_check.evidence["overlaps"]),
         pg_overlaps=sampler.pg_primary_overlaps(),
         rejoined=rejoined,
         probes=sampler.answered(),

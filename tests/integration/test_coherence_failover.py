@@ -105,7 +105,7 @@ def test_cache_never_serves_a_write_the_database_lost(
     assert not runner.is_alive(), "the cache workload did not stop within 60 s"
 
     final = env.db.versions(keys)
-    verdict = cache_loss(history, final)
+    verdict = cache_loss(history, final)  # its .verdict() is asserted below
     stale = stale_reads(history)
     worst = max_staleness(history)
     rto = outage(history, t_fault, t_end)

@@ -279,7 +279,7 @@ def test_killing_a_master_promotes_its_replica(
     assert failover_s <= bound
 
     acked = writers.acked()
-    lost = lost_acknowledged_writes(history, present_keys(rc, acked))
+    lost = lost_acknowledged_writes(history, present_keys(rc, acked)).evidence["lost"]
     bench.record("redis_cluster_lost_acked_writes_on_master_kill", len(lost), "writes", acked=len(acked))
     victim_slots = {s for a, b in victim.slots for s in range(a, b + 1)}
     followed = [
@@ -360,9 +360,10 @@ def test_resharding_keeps_every_key(rc: RedisClusterNodes, history: History, ben
     assert not wrong, f"{len(wrong)} keys lost or changed by the reshard, e.g. {list(wrong.items())[:3]}"
     acked = writers.acked()
     assert acked, "no write succeeded during the reshard"
-    lost = lost_acknowledged_writes(history, present_keys(rc, acked))
+    lost_check = lost_acknowledged_writes(history, present_keys(rc, acked))
+    lost = lost_check.evidence["lost"]
     bench.record("redis_cluster_lost_acked_writes_on_reshard", len(lost), "writes", acked=len(acked))
-    assert not lost, f"{len(lost)} acknowledged writes lost during the reshard: {lost[:5]}"
+    assert lost_check, f"acknowledged writes lost during the reshard: {lost_check}"
     # Give the slots back evenly for whatever runs next.
     r = redis_cli(
         host,

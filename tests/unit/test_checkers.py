@@ -1,5 +1,7 @@
 """Checkers on hand-made histories: each has a passing and a failing case."""
 
+import pytest
+
 from gauntlet.checkers import lost_acknowledged_writes, max_staleness, single_leader, unavailability_windows
 from gauntlet.checkers.availability import recovery_time
 from gauntlet.checkers.leaders import LeaderSample
@@ -29,9 +31,12 @@ def test_lost_writes_are_acknowledged_values_missing_from_the_final_read():
             (3, "a", "ok", "write", 3),
         ]
     )
-    assert lost_acknowledged_writes(h, [1, 3]) == []
-    assert lost_acknowledged_writes(h, [1]) == [3]
-    assert lost_acknowledged_writes(h, [1, 2, 3]) == []  # an unknown write may be present
+    held = lost_acknowledged_writes(h, [1, 3])
+    assert held.valid is True and held.evidence == {"lost": [], "acknowledged": 2}
+    broken = lost_acknowledged_writes(h, [1])
+    assert broken.valid is False and broken.evidence["lost"] == [3] and not broken
+    assert "1 of 2 acknowledged writes" in broken.explanation
+    assert lost_acknowledged_writes(h, [1, 2, 3]).valid is True  # an unknown write may be present
 
 
 def test_phantoms_are_values_nobody_wrote_or_whose_write_failed():
@@ -43,8 +48,9 @@ def test_phantoms_are_values_nobody_wrote_or_whose_write_failed():
             (2, "a", "ok", "write", 2),
         ]
     )
-    assert phantom_writes(h, [2]) == []
-    assert phantom_writes(h, [1, 2, 9]) == [1, 9]
+    assert phantom_writes(h, [2]).valid is True
+    bad = phantom_writes(h, [1, 2, 9])
+    assert bad.valid is False and bad.evidence["phantoms"] == [1, 9]
 
 
 def test_unavailability_window_is_the_gap_between_successes():
@@ -77,9 +83,14 @@ def test_recovery_time_counts_only_ops_invoked_after_the_fault():
 
 def test_single_leader_flags_samples_with_two_leaders():
     good = [LeaderSample(1, frozenset({"pg1"})), LeaderSample(2, frozenset())]
-    assert single_leader(good) == []
+    assert single_leader(good).valid is True
     bad = single_leader([{"time": 3, "leaders": ["pg1", "pg2"]}])
-    assert bad and bad[0].leaders == {"pg1", "pg2"}
+    assert bad.valid is False and bad.evidence["overlaps"][0].leaders == {"pg1", "pg2"}
+    # No sample at all proves nothing: unknown, which fails an assert like a broken promise.
+    assert single_leader([]).valid is None and not single_leader([])
+    # A leader given as a string is one host, never split into its characters.
+    with pytest.raises(TypeError):
+        single_leader([{"time": 1, "leaders": "pg1"}])
 
 
 def test_staleness_of_a_read_behind_an_acknowledged_write():

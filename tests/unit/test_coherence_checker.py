@@ -32,6 +32,7 @@ def test_clean_history_passes():
     )
     v = cache_loss(h, {"a": 3})
     assert v.ok and v.reads == 2 and v.acked_writes == 1
+    assert v.verdict().valid is True and v.verdict().evidence["reads"] == 2
 
 
 def test_read_above_the_final_version_is_a_lost_write_served():
@@ -44,6 +45,7 @@ def test_read_above_the_final_version_is_a_lost_write_served():
         ]
     )
     v = cache_loss(h, {"a": 1})
+    assert v.verdict().valid is False and not v.verdict()
     assert not v.ok and [(r.key, r.value, r.final) for r in v.lost_reads] == [("a", 2, 1)]
     assert v.lost_writes == []  # nothing acknowledged was lost
 

@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from gauntlet.checkers.verdict import Verdict, invalid, valid
 from gauntlet.history import History
 
 NS = 1_000_000_000
@@ -51,6 +52,26 @@ class CacheLossVerdict:
     @property
     def ok(self) -> bool:
         return not self.lost_writes and not self.lost_reads
+
+    def verdict(self) -> Verdict:
+        """This finding as the one verdict type (evidence: lost writes, lost reads and the counts)."""
+        evidence = {
+            "lost_writes": self.lost_writes,
+            "lost_reads": self.lost_reads,
+            "reads": self.reads,
+            "acknowledged_writes": self.acked_writes,
+        }
+        if self.ok:
+            return valid(
+                "cache_coherence",
+                f"no lost write, and none of {self.reads} cached reads served one",
+                evidence,
+            )
+        return invalid(
+            "cache_coherence",
+            f"{len(self.lost_writes)} acknowledged writes lost, {len(self.lost_reads)} reads served a lost write",
+            evidence,
+        )
 
 
 def cache_loss(

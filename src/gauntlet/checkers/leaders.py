@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from gauntlet.checkers.verdict import Verdict, invalid, unknown, valid
+
 
 @dataclass(frozen=True)
 class LeaderSample:
@@ -22,11 +24,19 @@ def _sample(d: Mapping[str, object]) -> LeaderSample:
     return LeaderSample(int(t), frozenset(str(x) for x in leaders))
 
 
-def single_leader(samples: Iterable[LeaderSample | Mapping[str, object]]) -> list[LeaderSample]:
-    """Samples in which more than one host claimed leadership (empty list: never two leaders)."""
-    bad = []
-    for s in samples:
-        sample = s if isinstance(s, LeaderSample) else _sample(s)
-        if len(sample.leaders) > 1:
-            bad.append(sample)
-    return bad
+def single_leader(samples: Iterable[LeaderSample | Mapping[str, object]]) -> Verdict:
+    """Valid when no sample has more than one host claiming leadership. Evidence: ``overlaps`` (the
+    offending samples, :class:`LeaderSample`), ``samples`` (how many were judged — none is *unknown*)."""
+    judged = [s if isinstance(s, LeaderSample) else _sample(s) for s in samples]
+    overlaps = [s for s in judged if len(s.leaders) > 1]
+    evidence = {"overlaps": overlaps, "samples": len(judged)}
+    if overlaps:
+        first = overlaps[0]
+        return invalid(
+            "single_leader",
+            f"{len(overlaps)} of {len(judged)} samples saw more than one leader, first {sorted(first.leaders)}",
+            evidence,
+        )
+    if not judged:
+        return unknown("single_leader", "no leader sample was taken", evidence)
+    return valid("single_leader", f"one leader at most in all {len(judged)} samples", evidence)

@@ -72,9 +72,11 @@ class Verdict:
         )
 
 
-def valid(check: str, explanation: str, **figures: float) -> Verdict:
-    """A promise that held."""
-    return Verdict(check, True, explanation, figures=figures)
+def valid(
+    check: str, explanation: str, evidence: Mapping[str, Any] | None = None, **figures: float
+) -> Verdict:
+    """A promise that held (``evidence``: what was judged, e.g. how many writes)."""
+    return Verdict(check, True, explanation, evidence=dict(evidence or {}), figures=figures)
 
 
 def invalid(

@@ -104,7 +104,8 @@ def test_random_fault_schedule_keeps_the_invariants(
     finally:
         sampler.stop()
     final = read_ids(pg.lb_endpoint("rw"), since=workload.id_base)
-    lost = lost_acknowledged_writes(history, final)
+    lost_check = lost_acknowledged_writes(history, final)
+    lost = lost_check.evidence["lost"]
     bench.record(
         "patroni_schedule_faults",
         len(executed),
@@ -115,6 +116,7 @@ def test_random_fault_schedule_keeps_the_invariants(
     print(f"executed: {executed}")
     assert executed, "the budget allowed no fault at all"
     assert sampler.answered() > 0
-    assert single_leader(sampler.leader_samples()) == [], "two members claimed the leader lock at once"
+    leaders = single_leader(sampler.leader_samples())
+    assert leaders, leaders
     if pg.synchronous_mode:
-        assert lost == [], f"{len(lost)} acknowledged writes lost: {lost[:20]}"
+        assert lost_check, lost_check
