@@ -27,7 +27,11 @@ def _sample(d: Mapping[str, object]) -> LeaderSample:
 def single_leader(samples: Iterable[LeaderSample | Mapping[str, object]]) -> Verdict:
     """Valid when no sample has more than one host claiming leadership. Evidence: ``overlaps`` (the
     offending samples, :class:`LeaderSample`), ``samples`` (how many were judged — none is *unknown*)."""
-    judged = [s if isinstance(s, LeaderSample) else _sample(s) for s in samples]
+    by_time: dict[int, set[str]] = {}
+    for s in samples:  # samples taken at the same time are one observation: two single leaders are two
+        sample = s if isinstance(s, LeaderSample) else _sample(s)
+        by_time.setdefault(sample.time, set()).update(sample.leaders)
+    judged = [LeaderSample(t, frozenset(ls)) for t, ls in sorted(by_time.items())]
     overlaps = [s for s in judged if len(s.leaders) > 1]
     evidence = {"overlaps": overlaps, "samples": len(judged)}
     if overlaps:
