@@ -18,9 +18,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import Any
 
 import pytest
 
@@ -32,7 +29,7 @@ from gauntlet.checkers.staleness import max_staleness, stale_reads
 from gauntlet.clients.cache import PREFIX, Workload, decode
 from gauntlet.cluster import Cluster
 from gauntlet.history import History
-from gauntlet.nemesis import Nemesis
+from gauntlet.nemesis import Nemesis, catalogue
 
 pytestmark = [pytest.mark.coherence, pytest.mark.haproxy]
 
@@ -40,10 +37,10 @@ TTL_S = 5.0
 # Upper bound of one workload (fault, failover, heal, rejoin): the threads stop then whatever happened.
 WORKLOAD_MAX_S = 240.0
 
-FAULTS: dict[str, Callable[[Nemesis, str], AbstractContextManager[Any]]] = {
-    "kill": lambda n, leader: n.kill(leader, "patroni"),  # Patroni and PostgreSQL SIGKILLed, kept down
-    "crash": lambda n, leader: n.crash(leader),  # the whole host (etcd member too), podman kill
-}
+# From the catalogue: kill (Patroni and PostgreSQL SIGKILLed, kept down), crash (the whole host, its etcd
+# member too). Both act on the Patroni leader; kill on its patroni unit.
+FAULTS = ["kill", "crash"]
+SERVICE = "patroni"
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +58,7 @@ def cache_view(env: CacheEnv, keys: list[str]) -> dict[str, tuple[int, str] | No
     return {k: decode(k, r) if r is not None else None for k, r in zip(keys, raw, strict=True)}
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("fault", FAULTS)
 def test_cache_never_serves_a_write_the_database_lost(
     fault: str, env: CacheEnv, pg: PatroniCluster, nemesis: Nemesis, history: History, bench: Bench
 ) -> None:
@@ -87,8 +84,9 @@ def test_cache_never_serves_a_write_the_database_lost(
     try:
         wait_writes_ok(history, started, 30, n=20)
         mark = len(history.ops)
-        with FAULTS[fault](nemesis, old):
-            t_fault = fault_start_op(history, fault, mark).time
+        f = catalogue.get(fault)
+        with f.apply(nemesis, old, service=SERVICE):
+            t_fault = fault_start_op(history, f.recorded_as, mark).time
             new = pg.leader(timeout=pg.ttl + 60, exclude=(old,))
             history.mark("new-leader", leader=new)
             wait_writes_ok(history, t_fault, pg.ttl + 60, n=10)

@@ -31,7 +31,7 @@ from gauntlet.checkers.availability import recovery_time
 from gauntlet.clients.raftkv import NotApplied, OutcomeUnknown, RaftKVClient
 from gauntlet.cluster import Cluster
 from gauntlet.history import History
-from gauntlet.nemesis import Nemesis
+from gauntlet.nemesis import Nemesis, catalogue
 
 pytestmark = pytest.mark.custom
 
@@ -159,7 +159,8 @@ def test_isolated_minority_refuses_writes_majority_serves_and_heal_converges(
     try:
         work.wait_ops(20, 30)
         with nemesis.isolate(old):
-            fault = [f for f in history.faults() if f.f == "partition:start"][-1]
+            isolate = f"{catalogue.get('isolate').recorded_as}:start"
+            fault = [f for f in history.faults() if f.f == isolate][-1]
             elected = new_leader(admin, majority, old.name, ELECTION_BOUND_S + 5)
             bench.record(
                 "raftkv_election_seconds_after_leader_isolation",
@@ -288,15 +289,16 @@ def test_checker_catches_stale_reads_from_a_cut_off_member(
 
 
 # -- randomized fault schedules ------------------------------------------------------------------------------
-FAULTS = [
-    "kill-leader",
-    "kill-follower",
-    "pause-leader",
-    "isolate-leader",
-    "isolate-follower",
-    "crash-follower",
-    "latency-leader",
-]
+# The catalogue's faults a schedule draws, each with the members it may hit ("<fault>-<role>").
+ROLES = {
+    "kill": ("leader", "follower"),
+    "pause": ("leader",),
+    "isolate": ("leader", "follower"),
+    "crash": ("follower",),
+    "latency": ("leader",),
+}
+FAULTS = [f"{catalogue.get(name).name}-{role}" for name, roles in ROLES.items() for role in roles]
+LATENCY_MS = 200
 # Bounded in count (examples, 2-3 faults each, each held 1-3 s) and in wall time: once the budget is spent,
 # the remaining examples are not started (each running example is itself bounded by its waits' timeouts).
 EXAMPLES = int(os.environ.get("GAUNTLET_CUSTOM_FAULT_EXAMPLES", "4"))
@@ -338,16 +340,9 @@ def test_random_fault_schedule_histories_are_linearizable(
         for fault, hold in schedule:
             lead = leader(cluster, admin, 60)
             follower = next(h for h in cluster.group(GROUP) if h.name != lead.name)
-            kind, role = fault.split("-")
+            kind, role = fault.rsplit("-", 1)
             target = lead if role == "leader" else follower
-            ctx = {
-                "kill": lambda t=target: nemesis.kill(t, service),
-                "pause": lambda t=target: nemesis.pause(t, service),
-                "isolate": lambda t=target: nemesis.isolate(t),
-                "crash": lambda t=target: nemesis.crash(t),
-                "latency": lambda t=target: nemesis.latency(t, 200),
-            }[kind]()
-            with ctx:
+            with catalogue.get(kind).apply(nemesis, target, service=service, ms=LATENCY_MS):
                 time.sleep(hold)  # the fault's duration is the point here, not a wait for a condition
             healed = time.monotonic()
             admin.wait_for_ready(90)

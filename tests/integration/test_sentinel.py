@@ -24,6 +24,7 @@ from gauntlet.checkers.lost_writes import lost_acknowledged_writes
 from gauntlet.clients.redis import PrimaryClient, role, setting
 from gauntlet.cluster import Cluster, Host
 from gauntlet.history import History
+from gauntlet.nemesis import catalogue
 
 pytestmark = pytest.mark.redis
 
@@ -151,14 +152,9 @@ def test_sentinel_failover_under_writes(env: CacheEnv, nemesis, history: History
     # Detection, then one election retry at most (Sentinel retries after 2 x failover-timeout), then promotion.
     bound = down_after_s + 2 * failover_timeout_s + 5
     others = [h for h in env.sentinels.hosts if h.name != old.name]
-    faults = {
-        "kill": lambda: nemesis.kill(old, "redis-server"),
-        "crash": lambda: nemesis.crash(old),
-        "isolate": lambda: nemesis.isolate(old),
-    }
     with Writers(env, history) as writers:
         time.sleep(2.0)
-        with faults[fault]():
+        with catalogue.get(fault).apply(nemesis, old, service="redis-server"):
             fault_op = history.faults()[-1]
             t0 = time.monotonic()
 

@@ -163,3 +163,17 @@ def kill_unit(unit: str) -> tuple[str, str]:
 def pause_unit(unit: str) -> tuple[str, str]:
     """(start, undo): SIGSTOP every process of a unit; SIGCONT them."""
     return signal_unit(unit, "SIGSTOP"), signal_unit(unit, "SIGCONT")
+
+
+def restart_unit(unit: str) -> str:
+    """Restart a unit (stop, start: its processes are new)."""
+    return f"systemctl restart {shlex.quote(unit)}"
+
+
+# Where the PostgreSQL roles keep their data directories (Debian layout: /var/lib/postgresql/<major>/main).
+POSTMASTER_PID = "/var/lib/postgresql/*/main/postmaster.pid"
+
+
+def kill_postmaster() -> str:
+    """SIGKILL PostgreSQL's postmaster (its pid is the first line of postmaster.pid), not its manager."""
+    return f"kill -9 $(head -1 {POSTMASTER_PID})"

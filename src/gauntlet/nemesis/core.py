@@ -2,27 +2,34 @@
 
 Every fault start and stop is written to the history, so checkers and the report can line client
 operations up against what was done to the cluster. Faults run over the host's own connection (podman or
-SSH, see :class:`~gauntlet.cluster.Host`); the only podman-specific faults are ``crash`` and
-``pause_host`` on container hosts, which act on the container itself.
+SSH, see :class:`~gauntlet.cluster.Host`); the one fault that differs per connection kind, ``crash``, goes
+through :mod:`gauntlet.nemesis.backends`. Faults by name, as checks and schedules pick them:
+:mod:`gauntlet.nemesis.catalogue`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from gauntlet.cluster import Cluster, Host
 from gauntlet.errors import FaultError
 from gauntlet.history import History
-from gauntlet.nemesis import commands
+from gauntlet.nemesis import backends, commands
 
 log = logging.getLogger(__name__)
 HostLike = Host | str
+
+
+class SwitchoverAPI(Protocol):
+    """The one call a planned switchover needs of a Patroni REST client (e.g. ``clients.postgres.PatroniAPI``)."""
+
+    def request(
+        self, method: str, path: str, body: Any = None, auth: bool = False, timeout: float | None = None
+    ) -> tuple[int, Any]: ...
 
 
 class Nemesis:
@@ -83,7 +90,7 @@ class Nemesis:
                 errors.append(f"{name}: {exc}")
             self.history.fault(name, "stop", healed=True)
         for h in self.cluster.hosts.values():
-            if h.connection == "podman" and not self._container_running(h):
+            if not backends.backend_for(h).reachable(h):
                 continue
             h.run(commands.flush())
         self.history.fault("heal", "stop")
@@ -96,7 +103,7 @@ class Nemesis:
         return [n for n, _ in self._active]
 
     # -- process faults ------------------------------------------------------------------------------------
-    def kill(self, host: HostLike, service: str) -> Any:
+    def kill(self, host: HostLike, service: str) -> AbstractContextManager[None]:
         """SIGKILL a service's processes and keep it down; started again on exit."""
         h = self._host(host)
         start, undo = commands.kill_unit(service)
@@ -104,7 +111,7 @@ class Nemesis:
             "kill", lambda: self._sh(h, start), lambda: self._sh(h, undo), host=h.name, service=service
         )
 
-    def pause(self, host: HostLike, service: str) -> Any:
+    def pause(self, host: HostLike, service: str) -> AbstractContextManager[None]:
         """SIGSTOP a service's processes (a GC pause, a hung process); SIGCONT on exit."""
         h = self._host(host)
         start, undo = commands.pause_unit(service)
@@ -112,113 +119,70 @@ class Nemesis:
             "pause", lambda: self._sh(h, start), lambda: self._sh(h, undo), host=h.name, service=service
         )
 
-    @contextmanager
-    def restart(self, host: HostLike, service: str) -> Iterator[None]:
-        """Restart a service (recorded as an instant fault)."""
+    def restart(self, host: HostLike, service: str) -> AbstractContextManager[None]:
+        """Restart a service (an instant fault: the restart is done when the block starts)."""
         h = self._host(host)
-        self.history.fault("restart", "start", host=h.name, service=service)
-        try:
-            self._sh(h, f"systemctl restart {service}")
-            yield
-        finally:
-            self.history.fault("restart", "stop", host=h.name, service=service)
-
-    def crash(self, host: HostLike) -> Any:
-        """Crash a whole host: every process dies at once. Container hosts: ``podman kill`` then ``start``
-        on exit (systemd boots again, same address). SSH hosts: SIGKILL all the host's cluster services at
-        once, started again on exit."""
-        h = self._host(host)
-        if h.connection == "podman":
-            addresses: dict[str, str] = {}
-
-            def kill() -> None:
-                addresses.update(self._podman_addresses(h))
-                self._podman("kill", h)
-
-            return self._fault(
-                "crash",
-                kill,
-                lambda: self._podman_start(h, addresses),
-                host=h.name,
-                how="podman kill",
-            )
-        units = h.services
-        if not units:
-            raise FaultError(
-                f"crash({h.name}): no services known for it; set gauntlet_services in the inventory"
-            )
-        kills = "; ".join(commands.kill_unit(u)[0] for u in units)
-        starts = "; ".join(commands.kill_unit(u)[1] for u in units)
         return self._fault(
-            "crash",
-            lambda: self._sh(h, kills),
-            lambda: self._sh(h, starts),
+            "restart",
+            lambda: self._sh(h, commands.restart_unit(service)),
+            lambda: None,
             host=h.name,
-            how="SIGKILL " + " ".join(units),
+            service=service,
         )
 
-    def _podman(self, verb: str, h: Host) -> None:
-        r = subprocess.run(["podman", verb, h.container], capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise FaultError(f"podman {verb} {h.container}: {r.stderr.strip()}")
+    def crash(self, host: HostLike) -> AbstractContextManager[None]:
+        """Crash a whole host: every process dies at once, and comes back on exit. How depends on the host's
+        connection (see :mod:`gauntlet.nemesis.backends`): container hosts are ``podman kill``ed and started
+        again (systemd boots, same address); on SSH hosts all the host's cluster services are SIGKILLed at
+        once and started again."""
+        h = self._host(host)
+        plan = backends.backend_for(h).crash(h)
+        return self._fault("crash", plan.start, plan.undo, host=h.name, how=plan.how)
 
-    def _podman_addresses(self, h: Host) -> dict[str, str]:
-        """The container's address on each of its networks (network name -> IPv4)."""
-        r = subprocess.run(
-            ["podman", "inspect", "-f", "{{json .NetworkSettings.Networks}}", h.container],
-            capture_output=True,
-            text=True,
-            timeout=30,
+    def postgres_crash(self, host: HostLike) -> AbstractContextManager[None]:
+        """SIGKILL PostgreSQL's postmaster while its manager (Patroni) lives on: the manager restarts it in
+        place. An instant fault: nothing is undone at exit, the stop only marks the end of the window."""
+        h = self._host(host)
+        return self._fault(
+            "postgres_crash", lambda: self._sh(h, commands.kill_postmaster()), lambda: None, host=h.name
         )
-        try:
-            networks = json.loads(r.stdout or "{}") or {}
-        except ValueError:
-            return {}
-        return {name: n["IPAddress"] for name, n in networks.items() if n.get("IPAddress")}
 
-    def _podman_start(self, h: Host, addresses: dict[str, str] | None = None) -> None:
-        # A killed container may get another address from podman's IPAM when it starts again (seen here:
-        # 10.89.2.3 -> .5), which breaks certificates and peer lists; re-attach it with its old address.
-        for network, ip in (addresses or {}).items():
-            subprocess.run(
-                ["podman", "network", "disconnect", network, h.container], capture_output=True, timeout=60
+    def switchover(self, host: HostLike, api: SwitchoverAPI, candidate: str) -> AbstractContextManager[None]:
+        """A planned Patroni switchover from the leader ``host`` to ``candidate`` through the REST API
+        (``POST /switchover`` with credentials; ``api`` is the leader's). Nothing to undo: the new leader
+        stays, the old one rejoins as a replica by itself."""
+        h = self._host(host)
+
+        def start() -> None:
+            code, body = api.request(
+                "POST", "/switchover", {"leader": h.name, "candidate": candidate}, auth=True, timeout=60
             )
-            r = subprocess.run(
-                ["podman", "network", "connect", "--ip", ip, network, h.container],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            if r.returncode != 0:
-                log.warning("could not re-attach %s to %s with %s: %s", h.name, network, ip, r.stderr.strip())
-        self._podman("start", h)
-        # Wait for systemd in the container to be up again before the test goes on.
-        subprocess.run(
-            ["podman", "exec", h.container, "timeout", "60", "systemctl", "is-system-running", "--wait"],
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
+            if code != 200:
+                raise FaultError(f"POST /switchover answered {code}: {body}")
 
-    def _container_running(self, h: Host) -> bool:
-        r = subprocess.run(
-            ["podman", "inspect", "-f", "{{.State.Running}}", h.container],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        return r.stdout.strip() == "true"
+        return self._fault("switchover", start, lambda: None, host=h.name, leader=h.name, candidate=candidate)
 
     # -- network faults ----------------------------------------------------------------------------------
     def _peer_addresses(self, exclude: Iterable[Host]) -> list[str]:
         skip = {h.name for h in exclude}
         return [h.address for h in self.cluster.hosts.values() if h.name not in skip]
 
-    def partition(self, side_a: Iterable[HostLike], side_b: Iterable[HostLike]) -> Any:
+    def partition(
+        self, side_a: Iterable[HostLike], side_b: Iterable[HostLike]
+    ) -> AbstractContextManager[None]:
         """Cut all traffic between two sets of hosts, both ways (iptables DROP on every host of both)."""
-        a, b = self._hosts(side_a), self._hosts(side_b)
+        return self._cut("partition", self._hosts(side_a), self._hosts(side_b))
+
+    def isolate(self, host: HostLike) -> AbstractContextManager[None]:
+        """Partition one host from every other host of the cluster (the controller can still reach it).
+        Recorded as ``isolate``, with the same sides a partition records."""
+        h = self._host(host)
+        others = [o for o in self.cluster.hosts.values() if o.name != h.name]
+        return self._cut("isolate", [h], others)
+
+    def _cut(self, name: str, a: list[Host], b: list[Host]) -> AbstractContextManager[None]:
         if not a or not b or {h.name for h in a} & {h.name for h in b}:
-            raise FaultError("partition needs two non-empty, disjoint sides")
+            raise FaultError(f"{name} needs two non-empty, disjoint sides")
         plans = [(h, commands.drop_from(o.address for o in b)) for h in a]
         plans += [(h, commands.drop_from(o.address for o in a)) for h in b]
 
@@ -230,21 +194,15 @@ class Nemesis:
             for h, (_, u) in plans:
                 self._sh(h, u)
 
-        return self._fault("partition", start, undo, side_a=[h.name for h in a], side_b=[h.name for h in b])
+        return self._fault(name, start, undo, side_a=[h.name for h in a], side_b=[h.name for h in b])
 
-    def isolate(self, host: HostLike) -> Any:
-        """Partition one host from every other host of the cluster (the controller can still reach it)."""
-        h = self._host(host)
-        others = [o for o in self.cluster.hosts.values() if o.name != h.name]
-        return self.partition([h], others)
-
-    def loss(self, host: HostLike, pct: float) -> Any:
+    def loss(self, host: HostLike, pct: float) -> AbstractContextManager[None]:
         """Drop ``pct`` percent of packets between ``host`` and its peers (iptables statistic match)."""
         h = self._host(host)
         s, u = commands.loss_from(self._peer_addresses([h]), pct / 100.0)
         return self._fault("loss", lambda: self._sh(h, s), lambda: self._sh(h, u), host=h.name, pct=pct)
 
-    def bandwidth(self, host: HostLike, kbit: int) -> Any:
+    def bandwidth(self, host: HostLike, kbit: int) -> AbstractContextManager[None]:
         """Limit a host's egress bandwidth (tbf qdisc)."""
         h = self._host(host)
         s, u = commands.tbf_bandwidth(kbit)
@@ -259,7 +217,7 @@ class Nemesis:
             self._netem[h.name] = h.run(commands.has_netem()).ok
         return self._netem[h.name]
 
-    def latency(self, host: HostLike, ms: int, jitter_ms: int = 0) -> Any:
+    def latency(self, host: HostLike, ms: int, jitter_ms: int = 0) -> AbstractContextManager[None]:
         """Delay a host's outgoing packets by ``ms`` (± ``jitter_ms``): netem where the kernel has it, else
         an NFQUEUE delayer on the host (only packets to cluster peers). The history says which ran."""
         h = self._host(host)

@@ -6,15 +6,14 @@ switchover. Each is judged from the history: a new leader, writes resume (RTO), 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 
 from checklib.patroni import FaultRun, PatroniCluster, record_run, run_fault
 from gauntlet.bench import Bench, wait_for
 from gauntlet.history import History
-from gauntlet.nemesis import Nemesis
+from gauntlet.nemesis import Nemesis, catalogue
 
 pytestmark = [pytest.mark.patroni, pytest.mark.haproxy]
 
@@ -45,17 +44,14 @@ def _postgres_gone(pg: PatroniCluster, host: str) -> None:
 # every kind, so the RTO medians of the BENCH lines are over at least two runs per fault type.
 REPEATS = max(1, int(os.environ.get("GAUNTLET_PATRONI_REPEATS", "1")))
 
-FAULTS = {
-    # name: (how to apply it to the leader, name in the history)
-    "kill": (lambda n, h: n.kill(h, "patroni"), "kill"),
-    "crash": (lambda n, h: n.crash(h), "crash"),
-    "pause": (lambda n, h: n.pause(h, "patroni"), "pause"),
-    "isolate": (lambda n, h: n.isolate(h), "partition"),
-}
+# The faults that take the leader out (down, frozen, cut off), from the catalogue; kill and pause act on the
+# patroni unit (PostgreSQL is its child: it goes down, or freezes, with it).
+FAILOVER_FAULTS = catalogue.names(outage=True)
+SERVICE = "patroni"
 
 
 @pytest.mark.parametrize("repeat", range(1, REPEATS + 1), ids=lambda r: f"run{r}")
-@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("fault", FAILOVER_FAULTS)
 def test_failover_under_fault_loses_no_acknowledged_write(
     fault: str,
     repeat: int,
@@ -72,13 +68,13 @@ def test_failover_under_fault_loses_no_acknowledged_write(
         pytest.skip(
             "inventory sets patroni_synchronous_mode false: zero loss is only promised in synchronous mode"
         )
-    apply, recorded = FAULTS[fault]
+    f = catalogue.get(fault)
     run = run_fault(
         pg,
         history,
         fault,
-        lambda leader: apply(nemesis, leader),
-        record_name=recorded,
+        lambda leader: f.apply(nemesis, leader, service=SERVICE),
+        record_name=f.recorded_as,
         during=(lambda leader: _postgres_gone(pg, leader)) if fault == "kill" else None,
     )
     record_run(bench, run, "sync")
@@ -93,25 +89,24 @@ def test_failover_under_fault_loses_no_acknowledged_write(
 
 
 def test_postgres_crash_with_patroni_alive_restarts_in_place(
-    pg: PatroniCluster, table: str, history: History, bench: Bench, rto_series: dict[str, list[float]]
+    pg: PatroniCluster,
+    table: str,
+    nemesis: Nemesis,
+    history: History,
+    bench: Bench,
+    rto_series: dict[str, list[float]],
 ) -> None:
     """SIGKILL PostgreSQL's postmaster on the leader while Patroni lives: Patroni restarts it in place (the
     leader keeps the lock), writes resume within about loop_wait + a restart, nothing acknowledged is lost."""
-
-    @contextmanager
-    def postgres_crash(leader: str) -> Iterator[None]:
-        h = pg.by_name[leader]
-        history.fault("postgres_crash", "start", host=leader)
-        h.run(
-            "kill -9 $(head -1 /var/lib/postgresql/*/main/postmaster.pid)",
-            check=True,
-        )
-        try:
-            yield
-        finally:
-            history.fault("postgres_crash", "stop", host=leader)
-
-    run = run_fault(pg, history, "postgres_crash", postgres_crash, expect_new_leader=False)
+    f = catalogue.get("postgres_crash")
+    run = run_fault(
+        pg,
+        history,
+        f.name,
+        lambda leader: f.apply(nemesis, leader),
+        record_name=f.recorded_as,
+        expect_new_leader=False,
+    )
     record_run(bench, run, "sync" if pg.synchronous_mode else "async")
     if run.rto is not None:
         rto_series.setdefault("postgres_crash", []).append(run.rto)
@@ -119,25 +114,22 @@ def test_postgres_crash_with_patroni_alive_restarts_in_place(
 
 
 def test_planned_switchover_is_fast_and_lossless(
-    pg: PatroniCluster, table: str, history: History, bench: Bench, rto_series: dict[str, list[float]]
+    pg: PatroniCluster,
+    table: str,
+    nemesis: Nemesis,
+    history: History,
+    bench: Bench,
+    rto_series: dict[str, list[float]],
 ) -> None:
     """A switchover through the REST API (POST /switchover, with credentials) moves the leader to the
     synchronous standby; writes pause briefly and nothing acknowledged is lost."""
+    f = catalogue.get("switchover")
 
-    @contextmanager
-    def switchover(leader: str) -> Iterator[None]:
+    def switchover(leader: str) -> AbstractContextManager[None]:
         candidate = pg.sync_standby(leader) or pg.replicas(leader)[0]
-        history.fault("switchover", "start", leader=leader, candidate=candidate)
-        code, body = pg.apis[leader].request(
-            "POST", "/switchover", {"leader": leader, "candidate": candidate}, auth=True, timeout=60
-        )
-        assert code == 200, f"POST /switchover answered {code}: {body}"
-        try:
-            yield
-        finally:
-            history.fault("switchover", "stop", leader=leader, candidate=candidate)
+        return f.apply(nemesis, leader, api=pg.apis[leader], candidate=candidate)
 
-    run = run_fault(pg, history, "switchover", switchover)
+    run = run_fault(pg, history, f.name, switchover, record_name=f.recorded_as)
     record_run(bench, run, "sync" if pg.synchronous_mode else "async")
     if run.rto is not None:
         bench.record("patroni_switchover_seconds", run.rto, "s")
@@ -154,7 +146,15 @@ def test_async_mode_failover_reports_loss(
     was_sync = pg.synchronous_mode
     pg.set_synchronous_mode(False)
     try:
-        run = run_fault(pg, history, "kill", lambda leader: nemesis.kill(leader, "patroni"), writers=4)
+        kill = catalogue.get("kill")
+        run = run_fault(
+            pg,
+            history,
+            kill.name,
+            lambda leader: kill.apply(nemesis, leader, service=SERVICE),
+            record_name=kill.recorded_as,
+            writers=4,
+        )
     finally:
         pg.set_synchronous_mode(was_sync)
         pg.wait_healthy()

@@ -22,31 +22,29 @@ from gauntlet.bench import Bench
 from gauntlet.checkers import lost_acknowledged_writes, single_leader
 from gauntlet.clients.postgres import PostgresWorkload, read_ids
 from gauntlet.history import History
-from gauntlet.nemesis import Nemesis
+from gauntlet.nemesis import Nemesis, catalogue
 
 pytestmark = [pytest.mark.patroni, pytest.mark.haproxy, pytest.mark.slow]
 
 N_FAULTS = max(4, int(os.environ.get("GAUNTLET_SCHEDULE_FAULTS", "6")))
 BUDGET_S = float(os.environ.get("GAUNTLET_SCHEDULE_BUDGET", "300"))
 
-FAULTS = {
-    "kill": (lambda n, h: n.kill(h, "patroni"), "kill"),
-    "crash": (lambda n, h: n.crash(h), "crash"),
-    "pause": (lambda n, h: n.pause(h, "patroni"), "pause"),
-    "isolate": (lambda n, h: n.isolate(h), "partition"),
-}
+# The catalogue's faults that take a member out (down, frozen, cut off): on the leader, each forces a failover.
+KINDS = sorted(catalogue.names(outage=True))
+SERVICE = "patroni"  # kill and pause act on the patroni unit (PostgreSQL goes, or freezes, with it)
 
 # One step: (fault, target: the leader or the n-th replica, seconds to hold it after writes resumed).
 HOLD = st.floats(min_value=0.5, max_value=4.0)
-STEP = st.tuples(st.sampled_from(sorted(FAULTS)), st.sampled_from(["leader", "replica0", "replica1"]), HOLD)
+STEP = st.tuples(st.sampled_from(KINDS), st.sampled_from(["leader", "replica0", "replica1"]), HOLD)
 
 
 @st.composite
 def schedules(draw: st.DrawFn, n: int) -> list[tuple[str, str, float]]:
-    """Every fault kind once on the leader, ``n - 4`` random steps, in a random order. At least one step hits
-    a replica (this also rules out hypothesis's first, simplest example: all on the leader, in sorted order)."""
-    steps = [(kind, "leader", draw(HOLD)) for kind in sorted(FAULTS)]
-    steps += draw(st.lists(STEP, min_size=n - len(steps), max_size=n - len(steps)))
+    """Every fault kind once on the leader, ``n - len(KINDS)`` random steps, in a random order. At least one
+    step hits a replica (this also rules out hypothesis's first, simplest example: all on the leader, in sorted order)."""
+    steps = [(kind, "leader", draw(HOLD)) for kind in KINDS]
+    extra = max(0, n - len(steps))
+    steps += draw(st.lists(STEP, min_size=extra, max_size=extra))
     order = draw(st.permutations(range(len(steps))))
     return [steps[i] for i in order]
 
@@ -84,11 +82,11 @@ def test_random_fault_schedule_keeps_the_invariants(
                     break
                 leader = pg.wait_healthy(timeout=120)
                 victim = leader if target == "leader" else pg.replicas(leader)[int(target[-1])]
-                apply, recorded = FAULTS[kind]
+                fault = catalogue.get(kind)
                 mark = len(history.ops)
                 history.mark("schedule-step", fault=kind, target=target, host=victim)
-                with apply(nemesis, victim):
-                    t0 = fault_start_op(history, recorded, mark).time
+                with fault.apply(nemesis, victim, service=SERVICE):
+                    t0 = fault_start_op(history, fault.recorded_as, mark).time
                     if victim == leader:
                         pg.leader(timeout=pg.ttl + 60, exclude=(victim,))
                     wait_writes_ok(history, t0, pg.ttl + 60, n=5)

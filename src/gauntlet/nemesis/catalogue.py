@@ -1,0 +1,189 @@
+"""Every fault by name: how to apply it (a context manager that undoes it), the name the history records it
+under, and which hosts it can target. Parametrized fault checks and randomized schedules pick faults from
+here by name, so a new fault kind is one new entry (and one :class:`~gauntlet.nemesis.core.Nemesis` method).
+
+    fault = catalogue.get("isolate")
+    with fault.apply(nemesis, leader):
+        start = fault_start_op(history, fault.recorded_as)
+
+A schedule passes one set of options (``service=``, ``ms=``…) for all its faults; each fault takes the ones it
+uses and ignores the others. An option no fault knows is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from gauntlet.cluster import Cluster, Host
+from gauntlet.nemesis.core import HostLike, Nemesis
+
+# The Patroni members' inventory group (the postgres_crash and switchover faults act on Patroni only).
+PATRONI_GROUP = "postgres"
+
+Apply = Callable[..., AbstractContextManager[None]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault kind."""
+
+    name: str
+    recorded_as: str  # ``f`` of its history entries: ``<recorded_as>:start`` / ``:stop``
+    run: Apply  # (nemesis, target, **options it takes) -> context manager
+    description: str
+    takes: tuple[str, ...] = ()  # options it uses; those without a default are required
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()  # it can target hosts of these groups only; () = any host
+    # While held, the target is out of the cluster (down, frozen or cut off): a leader there loses its lead.
+    outage: bool = False
+
+    def apply(self, nemesis: Nemesis, target: HostLike, **options: Any) -> AbstractContextManager[None]:
+        """The fault on ``target`` as a context manager: started on entry, undone on exit (or by heal)."""
+        unknown = set(options) - OPTIONS
+        if unknown:
+            raise TypeError(f"fault options {sorted(unknown)} unknown; faults take {sorted(OPTIONS)}")
+        given = {**self.defaults, **{k: v for k, v in options.items() if k in self.takes}}
+        missing = [k for k in self.takes if k not in given]
+        if missing:
+            raise TypeError(f"fault {self.name!r} needs {', '.join(missing)}")
+        return self.run(nemesis, target, **given)
+
+    def can_target(self, host: Host) -> bool:
+        """Whether this fault applies to ``host`` (by its groups)."""
+        return not self.groups or bool(set(self.groups) & host.groups)
+
+    def applies_to(self, cluster: Cluster) -> bool:
+        """Whether the cluster has any host this fault can target."""
+        return any(self.can_target(h) for h in cluster.hosts.values())
+
+
+class UnknownFault(KeyError):
+    """A fault name the catalogue does not know; the message names the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _others(nemesis: Nemesis, target: HostLike) -> list[HostLike]:
+    name = target.name if isinstance(target, Host) else target
+    return [other for other in nemesis.cluster.hosts if other != name]
+
+
+def _partition(nemesis: Nemesis, target: HostLike, side_b: Iterable[HostLike] | None = None) -> Any:
+    return nemesis.partition([target], side_b if side_b is not None else _others(nemesis, target))
+
+
+FAULTS: dict[str, Fault] = {
+    f.name: f
+    for f in [
+        Fault(
+            "kill",
+            "kill",
+            lambda n, t, service: n.kill(t, service),
+            "SIGKILL a service's processes and keep it down; started again on exit",
+            takes=("service",),
+            outage=True,
+        ),
+        Fault(
+            "crash",
+            "crash",
+            lambda n, t: n.crash(t),
+            "every process of the host dies at once (podman kill / SIGKILL all its services); back on exit",
+            outage=True,
+        ),
+        Fault(
+            "pause",
+            "pause",
+            lambda n, t, service: n.pause(t, service),
+            "SIGSTOP a service's processes (a hung process); SIGCONT on exit",
+            takes=("service",),
+            outage=True,
+        ),
+        Fault(
+            "restart",
+            "restart",
+            lambda n, t, service: n.restart(t, service),
+            "restart a service (instant)",
+            takes=("service",),
+        ),
+        Fault(
+            "isolate",
+            "isolate",
+            lambda n, t: n.isolate(t),
+            "cut the host off from every other host of the cluster, both ways; healed on exit",
+            outage=True,
+        ),
+        Fault(
+            "partition",
+            "partition",
+            _partition,
+            "cut the target (side a) off from side_b (default: every other host), both ways",
+            takes=("side_b",),
+            defaults={"side_b": None},
+        ),
+        Fault(
+            "latency",
+            "latency",
+            lambda n, t, ms, jitter_ms: n.latency(t, ms, jitter_ms),
+            "delay the host's outgoing packets by ms (± jitter_ms): netem, or the NFQUEUE delayer",
+            takes=("ms", "jitter_ms"),
+            defaults={"ms": 200, "jitter_ms": 0},
+        ),
+        Fault(
+            "loss",
+            "loss",
+            lambda n, t, pct: n.loss(t, pct),
+            "drop pct percent of the packets between the host and its peers",
+            takes=("pct",),
+            defaults={"pct": 30.0},
+        ),
+        Fault(
+            "bandwidth",
+            "bandwidth",
+            lambda n, t, kbit: n.bandwidth(t, kbit),
+            "limit the host's egress bandwidth to kbit kbit/s",
+            takes=("kbit",),
+            defaults={"kbit": 256},
+        ),
+        Fault(
+            "postgres_crash",
+            "postgres_crash",
+            lambda n, t: n.postgres_crash(t),
+            "SIGKILL PostgreSQL's postmaster while Patroni lives: restarted in place (instant)",
+            groups=(PATRONI_GROUP,),
+        ),
+        Fault(
+            "switchover",
+            "switchover",
+            lambda n, t, api, candidate: n.switchover(t, api, candidate),
+            "planned Patroni switchover from the leader (target) to candidate via the leader's REST api",
+            takes=("api", "candidate"),
+            groups=(PATRONI_GROUP,),
+        ),
+    ]
+}
+
+OPTIONS = frozenset(o for f in FAULTS.values() for o in f.takes)
+
+
+def get(name: str) -> Fault:
+    """The fault called ``name``; :class:`UnknownFault` (naming the known ones) if there is none."""
+    try:
+        return FAULTS[name]
+    except KeyError:
+        raise UnknownFault(
+            f"unknown fault {name!r}; the catalogue has: {', '.join(sorted(FAULTS))}"
+        ) from None
+
+
+def names(*, outage: bool | None = None, cluster: Cluster | None = None) -> list[str]:
+    """Fault names in catalogue order: all, or those that are (not) outages, or those that apply to
+    ``cluster``."""
+    return [
+        f.name
+        for f in FAULTS.values()
+        if (outage is None or f.outage == outage) and (cluster is None or f.applies_to(cluster))
+    ]
