@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -158,3 +159,17 @@ def test_runner_running_stops_on_error_in_block() -> None:
     with pytest.raises(RuntimeError, match="fault"), r.running():
         raise RuntimeError("fault")
     assert r.alive() == []
+
+
+def test_runner_every_keeps_a_cadence_whatever_a_step_takes() -> None:
+    """A sampler's rounds start every ``every_s`` seconds: a slow round shortens the pause after it."""
+    starts: list[float] = []
+
+    def step(p: str, n: int) -> None:
+        starts.append(time.monotonic())
+        time.sleep(0.06)
+
+    WorkloadRunner(["s"], step, every_s=0.1, pause_s=0.5).run(0.55)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert 4 <= len(starts) <= 7, starts
+    assert all(0.08 <= g <= 0.2 for g in gaps), gaps

@@ -117,7 +117,8 @@ class WorkloadRunner:
     all, whichever comes first, so a test that forgets to stop it (or dies) never leaves load running.
     ``step`` performs one operation (normally through :func:`record`); after it the thread pauses
     ``pause_s``, or ``backoff_s`` (when given) if the step returned a :class:`Result` that is not ok, so a
-    client does not hammer a server that refuses it. An exception ``step`` raises ends that thread and is
+    client does not hammer a server that refuses it; with ``every_s`` a thread starts a step every ``every_s``
+    seconds instead (a sampler's cadence: it pauses what remains of the period). An exception ``step`` raises ends that thread and is
     re-raised by :meth:`stop`. ``finish(process)`` runs when a thread ends, however it ends (close its
     connections).
     """
@@ -131,6 +132,7 @@ class WorkloadRunner:
         max_seconds: float = 300.0,
         pause_s: float = 0.0,
         backoff_s: float | None = None,
+        every_s: float | None = None,
         finish: Callable[[str], None] | None = None,
     ) -> None:
         self.processes = list(processes)
@@ -139,6 +141,7 @@ class WorkloadRunner:
         self.max_seconds = max_seconds
         self.pause_s = pause_s
         self.backoff_s = pause_s if backoff_s is None else backoff_s
+        self.every_s = every_s
         self.finish = finish
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -166,8 +169,12 @@ class WorkloadRunner:
     def _loop(self, process: str) -> None:
         try:
             while (n := self._take()) is not None:
+                began = time.monotonic()
                 out = self.step(process, n)
-                pause = self.backoff_s if isinstance(out, Result) and not out.ok else self.pause_s
+                if self.every_s is not None:
+                    pause = max(0.0, self.every_s - (time.monotonic() - began))
+                else:
+                    pause = self.backoff_s if isinstance(out, Result) and not out.ok else self.pause_s
                 if pause:
                     self._stop.wait(pause)
         except BaseException as exc:  # surfaced by stop()
@@ -192,10 +199,14 @@ class WorkloadRunner:
             t.start()
         return self
 
+    def request_stop(self) -> None:
+        """Ask every thread to stop after its current step, without waiting (:meth:`stop` waits)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop every thread, waiting at most ``timeout`` seconds in all; raise :class:`WorkloadStuck` naming
         the threads still running after that, else re-raise the first error a step raised."""
-        self._stop.set()
+        self.request_stop()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
