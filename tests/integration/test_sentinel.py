@@ -26,6 +26,7 @@ from gauntlet.history import History
 
 pytestmark = pytest.mark.redis
 
+
 class Writers(SentinelWriters):
     """Sentinel writers (:class:`~gauntlet.clients.redis.writers.SentinelWriters`) of the cache topology's
     primary: ``plain`` ones (f ``write``) and ones that wait for a replica (f ``write_wait``)."""
