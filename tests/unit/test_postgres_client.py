@@ -80,3 +80,18 @@ def test_workload_records_ok_fail_info_by_the_error_and_stops() -> None:
     reads = [o for o in h.client_ops() if o.f == "read" and o.type == "ok"]
     assert reads and reads[0].value == {"rows": 3, "replica": False}
     assert all(not r.alive() for r in w._runners)
+
+
+@dataclass(frozen=True)
+class _DownEndpoint(Endpoint):
+    def connect(self, autocommit: bool = True, **override: Any) -> Any:  # type: ignore[override]
+        raise psycopg.OperationalError("connection refused")
+
+
+def test_workload_connect_failure_is_fail_nothing_was_sent() -> None:
+    ep = _DownEndpoint("h", "127.0.0.1", 5432, "u", "p", "db", "/ca")
+    h = History()
+    w = PostgresWorkload(h, ep, writers=1, interval=0.001, backoff=0.001, id_base=0)
+    with w:
+        wait_for(lambda: w.stats.counts.get("write:fail", 0) >= 3, 10, 0.01, "3 failed writes")
+    assert {o.type for o in h.client_ops() if o.type != "invoke"} == {"fail"}
