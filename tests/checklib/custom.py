@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -13,11 +12,14 @@ from typing import Any
 
 from gauntlet.bench import wait_for
 from gauntlet.checkers import linearizable
-from gauntlet.clients.raftkv import CasMismatch, RaftKVClient, RaftKVError
+from gauntlet.clients.base import ClientError, Result, WorkloadRunner
+from gauntlet.clients.raftkv import CasMismatch, RaftKVClient
 from gauntlet.cluster import Cluster, Host
 from gauntlet.history import History
 
 GROUP = "custom_server"
+# A workload stops by itself after this long, even when the check that started it failed.
+WORKLOAD_MAX_S = 600.0
 
 
 def unit(cluster: Cluster) -> str:
@@ -64,7 +66,7 @@ def new_leader(kv: RaftKVClient, survivors: list[str], old: str, timeout: float)
         for n in survivors:
             try:
                 views[n] = (kv.status(n).get("leader") or {}).get("id")
-            except RaftKVError:
+            except ClientError:
                 return None
         ids = set(views.values())
         if len(ids) == 1 and None not in ids and old not in ids:
@@ -98,12 +100,22 @@ def term_leaders(samples: list[dict[str, Any]]) -> dict[int, set[str]]:
 
 
 @dataclass
+class _Worker:
+    """One process of the workload: its client, its random choices, the value it last saw per key."""
+
+    client: RaftKVClient
+    rng: random.Random
+    last: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
 class Workload:
     """Recorded clients doing random reads, writes and compare-and-sets on a few keys until stopped.
 
-    Each worker is one process of the history. Writes carry unique values (Jepsen's convention: a read
-    identifies the write it saw). A cas expects the value the worker last saw, so some fail with a
-    mismatch (a definite failure, recorded as such).
+    Each worker is one process of the history, run by a bounded :class:`WorkloadRunner` (it stops by itself
+    after ``max_seconds`` if a failing check never stops it). Writes carry unique values (Jepsen's
+    convention: a read identifies the write it saw). A cas expects the value the worker last saw, so some
+    fail with a mismatch (a definite failure, recorded as such).
     """
 
     cluster: Cluster
@@ -112,54 +124,58 @@ class Workload:
     workers: int = 4
     seed: int = 0
     client_kw: dict[str, Any] = field(default_factory=dict)
+    max_seconds: float = WORKLOAD_MAX_S
     counts: Counter = field(default_factory=Counter)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    _workers: dict[str, _Worker] = field(default_factory=dict)
+    _runner: WorkloadRunner | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> Workload:
         base = client(self.cluster, self.history, **self.client_kw)
         for i in range(self.workers):
-            c = base.for_process(f"w{i}")
-            t = threading.Thread(target=self._run, args=(c, random.Random(self.seed * 1000 + i)), daemon=True)
-            self._threads.append(t)
-            t.start()
+            p = f"w{i}"
+            self._workers[p] = _Worker(base.for_process(p), random.Random(self.seed * 1000 + i))
+        self._runner = WorkloadRunner(
+            list(self._workers),
+            self._step,
+            backoff_s=0.05,  # the client already retried across members; do not spin
+            max_seconds=self.max_seconds,
+            finish=lambda p: self._workers[p].client.close(),
+        ).start()
         return self
 
-    def _run(self, c: RaftKVClient, rng: random.Random) -> None:
-        last: dict[str, str | None] = {}
-        n = 0
-        while not self._stop.is_set():
-            key = rng.choice(self.keys)
-            n += 1
-            roll = rng.random()
-            try:
-                if roll < 0.4:
-                    last[key] = c.get(key)
-                    outcome = "read-ok"
-                elif roll < 0.8:
-                    value = f"{c.process}-{n}"
-                    c.put(key, value)
-                    last[key] = value
-                    outcome = "write-ok"
-                else:
-                    value = f"{c.process}-{n}"
-                    c.cas(key, last.get(key), value)
-                    last[key] = value
-                    outcome = "cas-ok"
-            except CasMismatch as exc:
-                last[key] = exc.current
-                outcome = "cas-mismatch"
-            except RaftKVError as exc:
-                outcome = "definite-fail" if exc.definite else "unknown"
-                time.sleep(0.05)  # the client already retried across members; do not spin
-            with self._lock:
-                self.counts[outcome] += 1
+    def _step(self, process: str, n: int) -> Result:
+        w = self._workers[process]
+        c, key, roll = w.client, w.rng.choice(self.keys), w.rng.random()
+        result = Result("ok")
+        try:
+            if roll < 0.4:
+                w.last[key] = c.get(key)
+                outcome = "read-ok"
+            elif roll < 0.8:
+                value = f"{process}-{n}"
+                c.put(key, value)
+                w.last[key] = value
+                outcome = "write-ok"
+            else:
+                value = f"{process}-{n}"
+                c.cas(key, w.last.get(key), value)
+                w.last[key] = value
+                outcome = "cas-ok"
+        except CasMismatch as exc:
+            w.last[key] = exc.current
+            outcome = "cas-mismatch"
+        except ClientError as exc:
+            outcome = "definite-fail" if exc.definite else "unknown"
+            result = Result("fail" if exc.definite else "info", error=str(exc))
+        with self._lock:
+            self.counts[outcome] += 1
+        return result
 
     def stop(self) -> Counter:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=30)
+        """Stop every worker (raises :class:`~gauntlet.clients.base.WorkloadStuck` if one does not stop)."""
+        if self._runner is not None:
+            self._runner.stop(timeout=40)
         return self.counts
 
     def ok_writes(self) -> int:

@@ -28,7 +28,8 @@ from checklib.custom import (
 from gauntlet.bench import wait_for
 from gauntlet.checkers import linearizable
 from gauntlet.checkers.availability import recovery_time
-from gauntlet.clients.raftkv import NotApplied, OutcomeUnknown, RaftKVClient
+from gauntlet.clients.base import Fail, Info
+from gauntlet.clients.raftkv import RaftKVClient
 from gauntlet.cluster import Cluster
 from gauntlet.history import History
 from gauntlet.nemesis import Nemesis, catalogue
@@ -177,16 +178,16 @@ def test_isolated_minority_refuses_writes_majority_serves_and_heal_converges(
                 n = next(attempt)
                 try:
                     refuser.put(minority_key, f"minority-{n}", member=old.name)
-                except NotApplied:
+                except Fail:
                     return True  # a definite refusal: 503, no majority
-                except OutcomeUnknown:
+                except Info:
                     return False  # still waiting for a commit that cannot come
                 accepted_by_minority.append(f"minority-{n}")
                 return False
 
             wait_for(refused, 20, 0.2, f"the isolated {old.name} refusing writes")
             for n in range(5):
-                with pytest.raises(NotApplied):
+                with pytest.raises(Fail):
                     refuser.put(minority_key, f"refused-{n}", member=old.name)
             healthy, body = admin.health(old.name)
             assert not healthy, f"isolated {old.name} reports healthy: {body}"

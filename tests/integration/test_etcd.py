@@ -16,7 +16,6 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -29,7 +28,8 @@ from gauntlet.bench import Bench, wait_for
 from gauntlet.checkers import lost_acknowledged_writes, single_leader
 from gauntlet.checkers.availability import recovery_time
 from gauntlet.checkers.leaders import LeaderSample
-from gauntlet.clients.etcd import EtcdClient, EtcdError, Member, Status, TLSRefused
+from gauntlet.clients.base import ClientError, WorkloadRunner
+from gauntlet.clients.etcd import EtcdClient, Member, Status, TLSRefused
 from gauntlet.cluster import Cluster
 from gauntlet.history import History
 from gauntlet.nemesis import Nemesis
@@ -41,6 +41,8 @@ ELECTION_FACTOR = 4
 ELECTION_MARGIN_S = 2.0
 # How long a healed or restarted cluster may take to agree on one leader again before a check gives up.
 SETTLE_S = 60.0
+# A failover writer stops by itself after this long, even when the check that started it failed.
+WRITER_MAX_S = 120.0
 
 
 # -- fixtures -------------------------------------------------------------------------------------------------
@@ -81,29 +83,31 @@ def _key(name: str) -> str:
 def _status_or_none(etcd: EtcdClient, member: str, timeout: float = 1.0) -> Status | None:
     try:
         return etcd.status(member, timeout=timeout)
-    except EtcdError:
+    except ClientError:
         return None
 
 
-class Writer(threading.Thread):
-    """Writes increasing values to one key through the given members in turn until stopped, recording each."""
+class Writer:
+    """Writes increasing values to one key through the given members in turn until stopped, recording each
+    (one process of a bounded :class:`WorkloadRunner`: it stops by itself if a failing test never stops it)."""
 
     def __init__(self, etcd: EtcdClient, history: History, targets: list[str], key: str) -> None:
-        super().__init__(daemon=True)
         self.etcd, self.history, self.targets, self.key = etcd, history, targets, key
-        self.stop = threading.Event()
         self.acked: list[str] = []
+        self.runner = WorkloadRunner(["writer"], self._step, pause_s=0.05, max_seconds=WRITER_MAX_S)
 
-    def run(self) -> None:
-        i = 0
-        while not self.stop.is_set():
-            value = str(i)
-            if self.etcd.recorded_put(
-                self.history, "writer", self.targets[i % len(self.targets)], self.key, value
-            ):
-                self.acked.append(value)
-            i += 1
-            self.stop.wait(0.05)
+    def _step(self, process: str, n: int) -> None:
+        value = str(n - 1)
+        if self.etcd.recorded_put(
+            self.history, process, self.targets[(n - 1) % len(self.targets)], self.key, value
+        ):
+            self.acked.append(value)
+
+    def start(self) -> None:
+        self.runner.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.runner.stop(timeout)
 
 
 # -- steady state ---------------------------------------------------------------------------------------------
@@ -197,8 +201,7 @@ def test_leader_kill_elects_new_leader_within_bound(
             0.1,
             "an acknowledged write after the leader was killed",
         )
-        writer.stop.set()
-        writer.join(10)
+        writer.stop(10)
     rto = recovery_time(history, kill_op)
     assert rto is not None, "no write invoked after the kill was acknowledged"
     bench.record("etcd_write_recovery_seconds", rto, "s", killed=leader)
@@ -388,7 +391,7 @@ def test_latency_on_one_member_slows_its_linearizable_reads(
 
 
 # -- TLS ------------------------------------------------------------------------------------------------------
-def _refused_at_tls(exc: EtcdError) -> bool:
+def _refused_at_tls(exc: ClientError) -> bool:
     """The connection died at the TLS layer: a handshake failure, or (TLS 1.3, where the server checks the
     client's certificate after the client's side of the handshake is done) an alert, EOF or reset on the
     first record."""
@@ -405,7 +408,7 @@ def test_client_without_certificate_is_refused(
     anonymous = EtcdClient(members, cluster.ca_cert, None, None)
     for m in members:
         key = _key("tls-anonymous")
-        with pytest.raises(EtcdError) as err:
+        with pytest.raises(ClientError) as err:
             anonymous.put(m.name, key, "anonymous")
         assert _refused_at_tls(err.value), f"{m.name} refused, but not at the TLS layer: {err.value}"
         ok, value = etcd.recorded_get(history, "r0", m.name, key)  # the certified client is served
@@ -423,7 +426,7 @@ def test_client_with_foreign_ca_certificate_is_refused(
     suspicious = EtcdClient(members, foreign_ca, *cluster.client_cert("gauntlet-client"))
     for m in members:
         k = _key("tls-foreign")
-        with pytest.raises(EtcdError) as err:
+        with pytest.raises(ClientError) as err:
             impostor.put(m.name, k, "impostor")
         assert _refused_at_tls(err.value), f"{m.name} refused, but not at the TLS layer: {err.value}"
         ok, value = etcd.recorded_get(history, "r0", m.name, k)

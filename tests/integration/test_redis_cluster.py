@@ -4,7 +4,6 @@ failure and resharding (marker ``distribution``, group ``redis_cluster``)."""
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 import uuid
 from collections import Counter
@@ -17,6 +16,7 @@ from checklib.redis import redis_cli
 from gauntlet.bench import wait_for
 from gauntlet.checkers.lost_writes import lost_acknowledged_writes
 from gauntlet.clients.redis import SLOTS, ClusterNode, RedisClusterNodes, key_slot, slot_owners
+from gauntlet.clients.redis.writers import ClusterWriters
 from gauntlet.cluster import Cluster
 from gauntlet.history import History
 
@@ -166,51 +166,6 @@ def test_key_count_per_master_within_skew_bound(
         "redis_cluster_key_skew_max", round(worst * 100, 2), "%", keys=len(uniform_keys), masters=len(masters)
     )
     assert worst <= SKEW_BOUND, f"key counts {counts} deviate up to {worst:.1%} from the slot shares"
-
-
-class ClusterWriters:
-    """Threads writing unique keys through the cluster client, recorded in a history."""
-
-    def __init__(self, rc: RedisClusterNodes, history: History, n: int = 3, prefix: str = "w") -> None:
-        self.rc = rc
-        self.history = history
-        self.n = n
-        self.prefix = f"{prefix}:{uuid.uuid4().hex[:8]}"
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(n)]
-
-    def _run(self, i: int) -> None:
-        client = self.rc.client(socket_timeout=1.0, socket_connect_timeout=1.0)
-        seq = 0
-        while not self.stop.is_set():
-            seq += 1
-            key = f"{self.prefix}:{i}:{seq}"
-            try:
-                with self.history.op(f"c{i}", "write", key, key=key) as out:
-                    try:
-                        client.set(key, key)
-                    except (redis.exceptions.ClusterDownError, redis.exceptions.ResponseError) as exc:
-                        out.fail(str(exc))
-            except Exception:  # unknown outcome, recorded as info by history.op
-                time.sleep(0.05)
-                with contextlib.suppress(Exception):
-                    client.close()
-                client = self.rc.client(socket_timeout=1.0, socket_connect_timeout=1.0)
-            time.sleep(0.005)
-        client.close()
-
-    def __enter__(self) -> ClusterWriters:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=30)
-
-    def acked(self) -> list[str]:
-        return [o.value for o in self.history.client_ops() if o.type == "ok" and o.f == "write"]
 
 
 def present_keys(rc: RedisClusterNodes, keys: list[str]) -> set[str]:

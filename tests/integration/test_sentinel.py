@@ -10,9 +10,7 @@ both kinds of writer; for writes confirmed by ``WAIT`` the count must be 0.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-import uuid
 
 import pytest
 import redis
@@ -21,76 +19,22 @@ from checklib.redis import CacheEnv, run_playbook
 from gauntlet.bench import wait_for
 from gauntlet.checkers.availability import unavailability_windows
 from gauntlet.checkers.lost_writes import lost_acknowledged_writes
-from gauntlet.clients.redis import PrimaryClient, role, setting
+from gauntlet.clients.redis import role, setting
+from gauntlet.clients.redis.writers import SentinelWriters
 from gauntlet.cluster import Cluster, Host
 from gauntlet.history import History
 from gauntlet.nemesis import catalogue
 
 pytestmark = pytest.mark.redis
 
-WAIT_TIMEOUT_MS = 500
 
-
-class Writers:
-    """Threads writing unique keys through Sentinel-discovered primaries: ``plain`` ones (f ``write``) and
-    ones that wait for a replica (f ``write_wait``: ok only when ``WAIT 1`` confirmed it)."""
+class Writers(SentinelWriters):
+    """Sentinel writers (:class:`~gauntlet.clients.redis.writers.SentinelWriters`) of the cache topology's
+    primary: ``plain`` ones (f ``write``) and ones that wait for a replica (f ``write_wait``)."""
 
     def __init__(self, env: CacheEnv, history: History, plain: int = 3, waiting: int = 3) -> None:
+        super().__init__(lambda: env.primary_client(timeout=1.0, refresh=0.5), history, plain, waiting)
         self.env = env
-        self.history = history
-        self.prefix = f"gauntlet:fo:{uuid.uuid4().hex[:8]}:"
-        self.stop = threading.Event()
-        self.clients: list[PrimaryClient] = []
-        self.threads = [
-            threading.Thread(target=self._run, args=(f"p{i}", False), daemon=True) for i in range(plain)
-        ] + [threading.Thread(target=self._run, args=(f"w{i}", True), daemon=True) for i in range(waiting)]
-
-    def _run(self, process: str, wait: bool) -> None:
-        primary = self.env.primary_client(timeout=1.0, refresh=0.5)
-        self.clients.append(primary)
-        f = "write_wait" if wait else "write"
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            value = f"{process}-{n}"
-            key = self.prefix + value
-            try:
-                with self.history.op(process, f, value, key=key) as out:
-                    try:
-                        conn = primary.client()
-                    except redis.ConnectionError as exc:  # no master known: nothing was sent
-                        out.fail(f"no primary: {exc}")
-                        continue
-
-                    def write(c: redis.Redis, key: str = key, value: str = value) -> list:
-                        pipe = c.pipeline(transaction=False)
-                        pipe.set(key, value)
-                        if wait:
-                            pipe.execute_command("WAIT", 1, WAIT_TIMEOUT_MS)
-                        return pipe.execute()
-
-                    try:
-                        replies = primary.call(write) if conn is not None else []
-                    except (redis.ReadOnlyError, redis.exceptions.NoPermissionError) as exc:
-                        out.fail(str(exc))  # refused: a demoted primary, nothing was written
-                        continue
-                    if wait and int(replies[1]) < 1:
-                        out.info("WAIT: no replica confirmed the write")
-            except Exception:  # unknown outcome, recorded as info
-                time.sleep(0.05)
-            time.sleep(0.01)
-
-    def __enter__(self) -> Writers:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=30)
-        for c in self.clients:
-            c.close()
 
     def final_values(self, master: Host) -> set[str]:
         conn = self.env.admin(master)

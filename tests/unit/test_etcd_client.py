@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gauntlet.clients.etcd import EtcdClient, Member, NotApplied, OutcomeUnknown, Status, _prefix_end
+from gauntlet.clients.base import Fail, Info
+from gauntlet.clients.etcd import EtcdClient, Member, Status, _prefix_end
 from gauntlet.history import History
 
 
@@ -97,7 +98,7 @@ def fake_etcd(tmp_path: Path) -> Iterator[EtcdClient]:
 
 def test_no_leader_is_a_definite_failure(fake_etcd: EtcdClient) -> None:
     _Handler.answers = {"/v3/kv/put": (503, {"error": "etcdserver: no leader", "code": 14})}
-    with pytest.raises(NotApplied):
+    with pytest.raises(Fail):
         fake_etcd.put("m1", "k", "v")
     h = History()
     assert not fake_etcd.recorded_put(h, "p", "m1", "k", "v")
@@ -106,7 +107,7 @@ def test_no_leader_is_a_definite_failure(fake_etcd: EtcdClient) -> None:
 
 def test_request_timed_out_is_unknown(fake_etcd: EtcdClient) -> None:
     _Handler.answers = {"/v3/kv/put": (503, {"error": "etcdserver: request timed out", "code": 14})}
-    with pytest.raises(OutcomeUnknown):
+    with pytest.raises(Info):
         fake_etcd.put("m1", "k", "v")
     h = History()
     fake_etcd.recorded_put(h, "p", "m1", "k", "v")

@@ -14,7 +14,8 @@ import pytest
 
 from gauntlet.bench import wait_for
 from gauntlet.checkers import linearizable
-from gauntlet.clients.raftkv import CasMismatch, Member, NotApplied, RaftKVClient
+from gauntlet.clients.base import Fail
+from gauntlet.clients.raftkv import CasMismatch, Member, RaftKVClient
 from gauntlet.history import History
 
 SRC = Path(__file__).resolve().parents[2] / "servers" / "raftkv" / "src"
@@ -131,11 +132,11 @@ def test_local_cluster_crud_classification_and_durability(local: Local) -> None:
         if n != lone:
             local.stop(n)
     # a stopped member behind a pooled keep-alive connection: reconnecting is refused, so nothing was sent
-    with pytest.raises(NotApplied):
+    with pytest.raises(Fail):
         kv.put("b", "never-sent", member="n1", retry_for=0)
     assert [o.type for o in history.ops if o.value == "never-sent"] == ["invoke", "fail"]
     wait_for(lambda: not kv.health(lone)[0], 15, 0.1, "the lone member noticing it lost the majority")
-    with pytest.raises(NotApplied):
+    with pytest.raises(Fail):
         kv.put("b", "lost", member=lone, retry_for=0)
     assert [o.type for o in history.ops if o.value == "lost"] == ["invoke", "fail"]
     # everyone back: the data survived on disk, the refused write is nowhere

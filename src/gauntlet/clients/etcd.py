@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gauntlet.clients.base import ClientError, Fail, Info, record
 from gauntlet.history import History
 
 # etcd errors returned before a request reaches raft: the operation certainly did not happen.
@@ -38,29 +39,8 @@ DEFINITE_ERRORS = (
 )
 
 
-class EtcdError(Exception):
-    """Base of the client's errors. ``definite``: the operation certainly did not take effect."""
-
-    definite = False
-
-    def __init__(self, message: str, member: str | None = None, status: int | None = None) -> None:
-        super().__init__(f"{member}: {message}" if member else message)
-        self.member = member
-        self.status = status
-
-
-class NotApplied(EtcdError):
-    """The request was not sent, or etcd refused it before proposing it: it did not take effect."""
-
-    definite = True
-
-
-class TLSRefused(NotApplied):
+class TLSRefused(Fail):
     """The TLS handshake (or the first record after it) was refused: a certificate problem on either side."""
-
-
-class OutcomeUnknown(EtcdError):
-    """The request was sent but no definite answer came back."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +113,7 @@ class EtcdClient:
     def call(
         self, member: str, path: str, body: dict[str, Any], timeout: float | None = None
     ) -> dict[str, Any]:
-        """POST ``body`` to ``/v3/<path>`` on one member; the decoded JSON answer, or an :class:`EtcdError`."""
+        """POST ``body`` to ``/v3/<path>`` on one member; the decoded JSON answer, or a :class:`Fail` / :class:`Info`."""
         m = self.members[member]
         conn = http.client.HTTPSConnection(m.host, m.port, context=self._ctx, timeout=timeout or self.timeout)
         try:
@@ -142,7 +122,7 @@ class EtcdClient:
             except ssl.SSLError as exc:
                 raise TLSRefused(f"TLS handshake failed: {exc}", member) from exc
             except (TimeoutError, OSError) as exc:
-                raise NotApplied(f"cannot connect to {m.host}:{m.port}: {exc}", member) from exc
+                raise Fail(f"cannot connect to {m.host}:{m.port}: {exc}", member) from exc
             payload = json.dumps(body).encode()
             try:
                 conn.request(
@@ -154,13 +134,13 @@ class EtcdClient:
                 # TLS 1.3: a refused client certificate shows up as an alert on the first read/write.
                 if "CERTIFICATE" in str(exc).upper() or "ALERT" in str(exc).upper():
                     raise TLSRefused(f"TLS refused: {exc}", member) from exc
-                raise OutcomeUnknown(f"TLS error after sending: {exc}", member) from exc
+                raise Info(f"TLS error after sending: {exc}", member) from exc
             except (ConnectionResetError, BrokenPipeError) as exc:
-                raise OutcomeUnknown(f"connection lost: {exc!r}", member) from exc
+                raise Info(f"connection lost: {exc!r}", member) from exc
             except TimeoutError as exc:
-                raise OutcomeUnknown(f"no answer within {timeout or self.timeout}s", member) from exc
+                raise Info(f"no answer within {timeout or self.timeout}s", member) from exc
             except (http.client.HTTPException, OSError) as exc:
-                raise OutcomeUnknown(f"{type(exc).__name__}: {exc}", member) from exc
+                raise Info(f"{type(exc).__name__}: {exc}", member) from exc
         finally:
             conn.close()
         try:
@@ -171,8 +151,8 @@ class EtcdClient:
             return doc
         message = str(doc.get("error") or doc.get("message") or f"HTTP {resp.status}")
         if any(message.startswith(d) for d in DEFINITE_ERRORS) or 400 <= resp.status < 500:
-            raise NotApplied(message, member, resp.status)
-        raise OutcomeUnknown(message, member, resp.status)
+            raise Fail(message, member, resp.status)
+        raise Info(message, member, resp.status)
 
     # -- key-value -------------------------------------------------------------------------------------------
     def put(self, member: str, key: str, value: str) -> int:
@@ -224,7 +204,7 @@ class EtcdClient:
         for name in members or list(self.members):
             try:
                 out[name] = self.status(name, timeout=timeout)
-            except EtcdError:
+            except ClientError:
                 out[name] = None
         return out
 
@@ -247,25 +227,22 @@ class EtcdClient:
     # -- recorded operations ---------------------------------------------------------------------------------
     def recorded_put(self, history: History, process: str, member: str, key: str, value: str) -> bool:
         """:meth:`put`, recorded as a ``write`` op; True when acknowledged."""
-        with history.op(process, "write", value, key=key) as out:
-            try:
-                self.put(member, key, value)
-            except EtcdError as exc:
-                (out.fail if exc.definite else out.info)(str(exc))
-                return False
-            out.ok()
-            return True
+        return record(
+            history, process, "write", lambda: self.put(member, key, value), value=value, key=key
+        ).ok
 
     def recorded_get(
         self, history: History, process: str, member: str, key: str, serializable: bool = False
     ) -> tuple[bool, str | None]:
         """:meth:`get`, recorded as a ``read`` op; (answered, value). A read changes nothing, so every
         error is a definite ``fail``."""
-        with history.op(process, "read", None, key=key) as out:
-            try:
-                value = self.get(member, key, serializable=serializable)
-            except EtcdError as exc:
-                out.fail(str(exc))
-                return False, None
-            out.ok(value)
-            return True, value
+        out = record(
+            history,
+            process,
+            "read",
+            lambda: self.get(member, key, serializable=serializable),
+            key=key,
+            returns_value=True,
+            read_only=True,
+        )
+        return out.ok, out.value

@@ -25,43 +25,25 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from gauntlet.bench import wait_for
+from gauntlet.clients.base import ClientError, Fail, Info, record
 from gauntlet.history import History
 
-
-class RaftKVError(Exception):
-    """Base of the client's errors. ``definite``: the operation certainly did not take effect."""
-
-    definite = False
-
-    def __init__(self, message: str, member: str | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.member = member
-        self.status = status
+T = TypeVar("T")
 
 
-class NotApplied(RaftKVError):
-    """The operation certainly did not take effect (not sent, or the server said so)."""
-
-    definite = True
-
-
-class CasMismatch(NotApplied):
+class CasMismatch(Fail):
     """Compare-and-set found another value (``current``) than expected: nothing was written."""
 
     def __init__(self, message: str, current: str | None, member: str | None = None) -> None:
         super().__init__(message, member, 409)
         self.current = current
-
-
-class OutcomeUnknown(RaftKVError):
-    """The request was sent but no definite answer came back: it may or may not have taken effect."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +148,7 @@ class RaftKVClient:
 
     # -- one HTTP exchange ---------------------------------------------------------------------------------
     def _connection(self, m: Member) -> http.client.HTTPConnection:
-        """A connected keep-alive connection to ``m``; raises NotApplied when it cannot connect."""
+        """A connected keep-alive connection to ``m``; raises :class:`Fail` when it cannot connect."""
         now = time.monotonic()
         held = self._conns.by_member.get(m.name)
         if held is not None:
@@ -186,7 +168,7 @@ class RaftKVClient:
         except (OSError, ssl.SSLError) as exc:
             conn.close()
             self._conns.by_member.pop(m.name, None)
-            raise NotApplied(f"cannot connect to {m.name} ({m.address}): {exc}", m.name) from exc
+            raise Fail(f"cannot connect to {m.address}: {exc}", m.name) from exc
         conn.sock.settimeout(self.timeout)
         self._conns.by_member[m.name] = (conn, now)
         return conn
@@ -194,7 +176,7 @@ class RaftKVClient:
     def request(
         self, m: Member, method: str, path: str, body: bytes | None = None
     ) -> tuple[int, dict[str, Any]]:
-        """One request to one member: (status, JSON body). Raises NotApplied / OutcomeUnknown on errors."""
+        """One request to one member: (status, JSON body). Raises :class:`Fail` / :class:`Info` on errors."""
         conn = self._connection(m)
         headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
         try:
@@ -205,9 +187,7 @@ class RaftKVClient:
             conn.close()
             self._conns.by_member.pop(m.name, None)
             kind = "timed out" if isinstance(exc, TimeoutError | socket.timeout) else "failed"
-            raise OutcomeUnknown(
-                f"{method} {path} on {m.name} {kind} after sending: {exc!r}", m.name
-            ) from exc
+            raise Info(f"{method} {path} {kind} after sending: {exc!r}", m.name) from exc
         self._conns.by_member[m.name] = (conn, time.monotonic())
         if resp.getheader("Connection", "").lower() == "close":
             conn.close()
@@ -243,14 +223,14 @@ class RaftKVClient:
             try:
                 status, data = self.request(m, method, path, body)
                 if status == 503 and data.get("outcome") == "not-applied":
-                    raise NotApplied(f"{m.name}: {data.get('error')}", m.name, status)
+                    raise Fail(str(data.get("error")), m.name, status)
                 if status >= 500 and status != 503:
-                    raise OutcomeUnknown(f"{m.name}: HTTP {status} {data.get('error')}", m.name, status)
+                    raise Info(f"HTTP {status} {data.get('error')}", m.name, status)
                 if status == 503:
-                    raise NotApplied(f"{m.name}: HTTP 503 {data.get('error')}", m.name, status)
+                    raise Fail(f"HTTP 503 {data.get('error')}", m.name, status)
                 self._preferred = self.members.index(m)
                 return status, data, m
-            except RaftKVError as exc:
+            except ClientError as exc:
                 if not exc.definite and not retry_unknown:
                     raise
                 if time.monotonic() >= deadline:
@@ -259,24 +239,18 @@ class RaftKVClient:
                 if attempt % len(order) == 0:
                     time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
-    def _record(self, f: str, key: str, value: Any, run: Any) -> Any:
-        """Run ``run()`` (returns (result, recorded value)) and record invoke + ok/fail/info."""
-        inv = self.history.invoke(self.process, f, value, key=key) if self.history else None
-        try:
+    def _record(self, f: str, key: str, value: Any, run: Callable[[], tuple[T, Any]]) -> T:
+        """Run ``run()`` (returns (result, recorded value)) as one operation of the history (base's
+        :func:`~gauntlet.clients.base.record`); a client error is re-raised after it was recorded."""
+        results: list[T] = []
+
+        def call() -> Any:
             result, recorded = run()
-        except RaftKVError as exc:
-            if inv is not None:
-                self.history.complete(
-                    inv, "fail" if exc.definite else "info", error=str(exc), member=exc.member
-                )
-            raise
-        except BaseException as exc:  # a bug or KeyboardInterrupt: outcome unknown
-            if inv is not None:
-                self.history.complete(inv, "info", error=f"{type(exc).__name__}: {exc}")
-            raise
-        if inv is not None:
-            self.history.complete(inv, "ok", value=recorded)
-        return result
+            results.append(result)
+            return recorded
+
+        record(self.history, self.process, f, call, value=value, key=key, returns_value=True, reraise=True)
+        return results[0]
 
     @staticmethod
     def _path(prefix: str, key: str) -> str:
@@ -293,7 +267,7 @@ class RaftKVClient:
             if status == 404:
                 return None, None
             if status != 200:
-                raise NotApplied(f"GET {key} on {m.name}: HTTP {status} {data.get('error')}", m.name, status)
+                raise Fail(f"GET {key}: HTTP {status} {data.get('error')}", m.name, status)
             return data["value"], data["value"]
 
         return self._record("stale-read" if stale else "read", key, None, run)
@@ -306,7 +280,7 @@ class RaftKVClient:
                 "PUT", self._path("kv", key), value.encode(), member, retry_for, False
             )
             if status != 200:
-                raise NotApplied(f"PUT {key} on {m.name}: HTTP {status} {data.get('error')}", m.name, status)
+                raise Fail(f"PUT {key}: HTTP {status} {data.get('error')}", m.name, status)
             return None, value
 
         self._record("write", key, value, run)
@@ -317,9 +291,7 @@ class RaftKVClient:
         def run() -> tuple[bool, Any]:
             status, data, m = self._call("DELETE", self._path("kv", key), None, member, retry_for, False)
             if status != 200:
-                raise NotApplied(
-                    f"DELETE {key} on {m.name}: HTTP {status} {data.get('error')}", m.name, status
-                )
+                raise Fail(f"DELETE {key}: HTTP {status} {data.get('error')}", m.name, status)
             return bool(data.get("deleted")), None
 
         return self._record("delete", key, None, run)
@@ -340,12 +312,12 @@ class RaftKVClient:
             status, data, m = self._call("POST", self._path("cas", key), body, member, retry_for, False)
             if status == 409:
                 raise CasMismatch(
-                    f"cas {key} on {m.name}: holds {data.get('current')!r}, not {expect!r}",
+                    f"cas {key}: holds {data.get('current')!r}, not {expect!r}",
                     data.get("current"),
                     m.name,
                 )
             if status != 200:
-                raise NotApplied(f"cas {key} on {m.name}: HTTP {status} {data.get('error')}", m.name, status)
+                raise Fail(f"cas {key}: HTTP {status} {data.get('error')}", m.name, status)
             return None, [expect, value]
 
         self._record("cas", key, [expect, value], run)
@@ -355,7 +327,7 @@ class RaftKVClient:
         """``/cluster`` of one member (its own view)."""
         status, data = self.request(self.member(member), "GET", "/cluster")
         if status != 200:
-            raise NotApplied(f"/cluster on {member}: HTTP {status}", member, status)
+            raise Fail(f"/cluster: HTTP {status}", member, status)
         return data
 
     def health(self, member: str) -> tuple[bool, dict[str, Any]]:
@@ -369,7 +341,7 @@ class RaftKVClient:
         for m in self.members:
             try:
                 s = self.status(m.name)
-            except RaftKVError:
+            except ClientError:
                 continue
             out[m.name] = (s.get("leader") or {}).get("id")
         return out
@@ -381,7 +353,7 @@ class RaftKVClient:
             try:
                 if self.status(m.name).get("state") == "leader":
                     out.append(m.name)
-            except RaftKVError:
+            except ClientError:
                 continue
         return out
 
@@ -403,7 +375,7 @@ class RaftKVClient:
             for n in names:
                 try:
                     ok, body = self.health(n)
-                except RaftKVError as exc:
+                except ClientError as exc:
                     last[n] = str(exc)
                     return None
                 last[n] = body.get("reason", body)
@@ -428,4 +400,4 @@ class RaftKVClient:
         self._conns.by_member.clear()
 
 
-__all__ = ["CasMismatch", "Member", "NotApplied", "OutcomeUnknown", "RaftKVClient", "RaftKVError"]
+__all__ = ["CasMismatch", "Member", "RaftKVClient"]
