@@ -142,7 +142,7 @@ class RedisClusterNodes:
     def call(self, endpoint: str, *args: Any) -> Any:
         """One command on one instance; the cached connection is dropped on connection errors."""
         try:
-            return self.conn(endpoint).execute_command(*args)
+            return self.conn(endpoint).execute_command(*args)  # type: ignore[no-untyped-call]
         except (redis.ConnectionError, redis.TimeoutError):
             self.drop(endpoint)
             raise
@@ -174,7 +174,7 @@ class RedisClusterNodes:
         from redis.cluster import ClusterNode as PyClusterNode
         from redis.cluster import RedisCluster
 
-        startup = [PyClusterNode(h.address, p) for h in self.hosts for p in self.ports]
+        startup = [PyClusterNode(h.address, p) for h in self.hosts for p in self.ports]  # type: ignore[no-untyped-call]
         opts: dict[str, Any] = {
             "startup_nodes": startup,
             "username": self.user,

@@ -74,6 +74,8 @@ class Sentinels:
     def view(self, host: Host) -> MasterView:
         """``SENTINEL MASTER <name>`` on one Sentinel (raises when it cannot be asked)."""
         m = self.client(host).sentinel_master(self.name)
+        if not isinstance(m, dict):  # redis-py answers a dict; anything else is a protocol surprise
+            raise RuntimeError(f"SENTINEL MASTER {self.name} on {host.name} answered {m!r}")
         return MasterView(
             sentinel=host.name,
             address=str(m["ip"]),

@@ -73,7 +73,7 @@ class SentinelWriters:
             pipe = c.pipeline(transaction=False)
             pipe.set(key, value)
             if wait:
-                pipe.execute_command("WAIT", 1, WAIT_TIMEOUT_MS)
+                pipe.execute_command("WAIT", 1, WAIT_TIMEOUT_MS)  # type: ignore[no-untyped-call]
             return pipe.execute()
 
         try:
