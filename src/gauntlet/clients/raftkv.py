@@ -152,10 +152,10 @@ class RaftKVClient:
         now = time.monotonic()
         held = self._conns.by_member.get(m.name)
         if held is not None:
-            conn, last_used = held
-            if now - last_used < self.idle_reconnect and conn.sock is not None and not _dropped(conn.sock):
-                return conn
-            conn.close()
+            old, last_used = held
+            if now - last_used < self.idle_reconnect and old.sock is not None and not _dropped(old.sock):
+                return old
+            old.close()
         host, _, port = m.address.rpartition(":")
         if self.tls:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
@@ -387,8 +387,8 @@ class RaftKVClient:
             return seen.pop() if len(seen) == 1 and None not in seen else None
 
         try:
-            return wait_for(
-                ready, timeout, interval=0.2, what=f"raftkv members {names} healthy with one leader"
+            return str(
+                wait_for(ready, timeout, interval=0.2, what=f"raftkv members {names} healthy with one leader")
             )
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; last seen: {last}") from exc

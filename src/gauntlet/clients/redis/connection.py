@@ -91,4 +91,4 @@ def info(conn: redis.Redis, section: str) -> dict[str, Any]:
 
 def role(conn: redis.Redis) -> list[Any]:
     """``ROLE``: ``["master", offset, replicas]`` or ``["slave", host, port, state, offset]``."""
-    return list(conn.execute_command("ROLE"))
+    return list(conn.execute_command("ROLE"))  # type: ignore[no-untyped-call]
