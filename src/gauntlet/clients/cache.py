@@ -90,8 +90,9 @@ def decode(key: str, raw: str) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class Database:
-    """The PostgreSQL the cache fronts: a standalone server (group ``postgresql_standalone``) or HAProxy's read-write
-    port in front of Patroni (group ``haproxy``), as the application user, with ``verify-full`` TLS."""
+    """The PostgreSQL the cache fronts: a standalone server (group ``postgresql_standalone``) or HAProxy's
+    read-write port in front of Patroni (group ``haproxy``), as the application user, with ``verify-full``
+    TLS."""
 
     host: str
     address: str
@@ -103,12 +104,12 @@ class Database:
 
     @classmethod
     def for_cluster(cls, cluster: Cluster) -> Database:
-        """The database endpoint of the topology, from the inventory alone.
+        """The database endpoint of the topology, from the inventory (and the role defaults) alone.
 
         Group ``haproxy`` present (the ``default`` topology: Patroni behind HAProxy) → HAProxy's read-write
-        port (``haproxy_primary_port``, 5000) on the first ``haproxy`` host, as the Patroni application user
-        (``patroni_app_*`` of group ``postgres``); else the first host of group ``postgresql_standalone`` (standalone
-        PostgreSQL, ``postgresql_port`` and ``postgresql_app_*``). ``verify-full`` either way: HAProxy passes
+        port (``haproxy_primary_port``) on the first ``haproxy`` host, as the Patroni application user
+        (``patroni_app_*`` of group ``postgres``); else the first host of group ``postgresql_standalone``
+        (standalone PostgreSQL, ``postgresql_port`` and ``postgresql_app_*``). ``verify-full`` either way: HAProxy passes
         TLS through, and the pki role puts the load balancer's name in the members' certificates.
         """
         from gauntlet.clients.redis import secret
