@@ -21,6 +21,7 @@ test: setup lint unit build scenarios staging-proof  ## everything CI runs, one 
 
 lint:
 	@echo "==> ruff"; ruff check src tests servers plugins && ruff format --check src tests servers plugins
+	@echo "==> mypy (strict, src/gauntlet)"; mypy
 	@echo "==> ansible-lint"; ansible-lint --offline -q roles playbooks molecule
 
 unit:

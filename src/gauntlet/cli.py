@@ -67,9 +67,6 @@ def main() -> None:
 @main.command()
 @click.option("--topology", help="A Molecule scenario under molecule/ (container hosts on this machine).")
 @click.option("--inventory", type=click.Path(exists=True), help="An Ansible inventory of real hosts (SSH).")
-@click.option(
-    "--faults", type=int, default=10, show_default=True, help="Faults per randomized fault schedule."
-)
 @click.option("--report", "report_dir", default="report", show_default=True, help="Report directory.")
 @click.option("--keep", is_flag=True, help="Topologies: leave the hosts running afterwards (no destroy).")
 @click.option(
@@ -81,7 +78,6 @@ def main() -> None:
 def run(
     topology: str | None,
     inventory: str | None,
-    faults: int,
     report_dir: str,
     keep: bool,
     idempotence: bool,
@@ -100,7 +96,6 @@ def run(
     env = dict(os.environ)
     env.update(
         GAUNTLET_REPORT_DIR=str(run_dir),
-        GAUNTLET_FAULTS=str(faults),
         ANSIBLE_CONFIG=str(root / "ansible.cfg"),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )

@@ -21,17 +21,6 @@ PODMAN_CONNECTIONS = {"podman", "containers.podman.podman"}
 SSH_CONNECTIONS = {"ssh", "ansible.builtin.ssh", "paramiko", "paramiko_ssh", "ansible.builtin.paramiko_ssh"}
 LOCAL_CONNECTIONS = {"local", "ansible.builtin.local"}
 
-# The systemd units each group runs, for faults that act on "the services of a host" (crash).
-# A host var `gauntlet_services` (a list of unit names) overrides this.
-GROUP_SERVICES: dict[str, tuple[str, ...]] = {
-    "etcd": ("etcd",),
-    "postgres": ("patroni",),
-    "haproxy": ("haproxy",),
-    "redis": ("redis-server",),
-    "sentinel": ("redis-sentinel",),
-    "custom_server": ("custom-server",),
-}
-
 
 @dataclass
 class CommandResult:
@@ -71,8 +60,13 @@ class Host:
         return f"Host({self.name})"
 
     def var(self, name: str, default: Any = None) -> Any:
-        """A rendered inventory variable of this host."""
+        """A rendered variable of this host: the inventory's, else a role default, else ``default``."""
         return self.cluster.inventory.var(self.name, name, default)
+
+    def setting(self, name: str) -> Any:
+        """A variable the roles define: the inventory's value, else the role default (roles/*/defaults);
+        raises :class:`InventoryError` when neither defines it."""
+        return self.cluster.inventory.var(self.name, name)
 
     @cached_property
     def connection(self) -> str:
@@ -134,15 +128,19 @@ class Host:
 
     @property
     def services(self) -> list[str]:
-        """The systemd units of this host that belong to the cluster (for crash faults)."""
+        """The systemd units of this host that belong to the cluster (for crash faults).
+
+        A host var ``gauntlet_services`` (a list of unit names) if set; else the ``<role>_units`` of every
+        role the playbooks run on this host's groups (roles/<role>/vars/main.yml), in the order they run.
+        """
         explicit = self.var("gauntlet_services")
         if explicit:
             return list(explicit)
         units: list[str] = []
-        for g in sorted(self.groups):
-            for u in GROUP_SERVICES.get(g, ()):
+        for role in self.cluster.inventory.roles_of(self.name):
+            for u in self.var(f"{role}_units") or []:
                 if u not in units:
-                    units.append(u)
+                    units.append(str(u))
         return units
 
     def run(
@@ -209,6 +207,11 @@ class Cluster:
         """A variable as the first host (of ``group``, if given) sees it: for values shared by a group."""
         hosts = self.group(group) if group else list(self.hosts.values())
         return self.inventory.var(hosts[0].name, name, default)
+
+    def setting(self, name: str, group: str) -> Any:
+        """A role setting as the first host of ``group`` sees it: the inventory's value, else the default of
+        the role that group runs; raises :class:`InventoryError` when neither defines it."""
+        return self.group(group)[0].setting(name)
 
     def run(self, host: str | Host, command: str | list[str], check: bool = False) -> CommandResult:
         """Run a command on a host over its own connection (see :meth:`Host.run`)."""

@@ -3,6 +3,8 @@
 Any source ``ansible-inventory`` accepts works: a YAML/INI file, a directory (Molecule writes one), or a
 plugin config. Variables are rendered with Ansible's own templar, so a value like
 ``"{{ inventory_dir | dirname }}/pki"`` or a ``password`` lookup means the same to tests as to the roles.
+A variable the inventory does not set is the default of the roles the host's groups run (and role vars and
+play parameters win over the inventory), read from the roles themselves (:mod:`gauntlet.roles`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gauntlet.errors import InventoryError
+from gauntlet.roles import Collection, collection
 
 _MISSING = object()
 
@@ -29,8 +32,9 @@ class HostEntry:
 class Inventory:
     """An Ansible inventory loaded through ansible-core's own InventoryManager and VariableManager."""
 
-    def __init__(self, source: str | Path) -> None:
+    def __init__(self, source: str | Path, roles: Collection | None = None) -> None:
         self.source = str(source)
+        self.roles = roles or collection()
         path = Path(source)
         if not path.exists():
             raise InventoryError(
@@ -86,17 +90,26 @@ class Inventory:
             h = self._inventory.get_host(host)
             if h is None:
                 raise InventoryError(f"host {host} is not in inventory {self.source}")
-            self._hostvars_cache[host] = self._variables.get_vars(host=h, include_hostvars=False)
+            layers = self.roles.layers(self.hosts[host].groups)
+            inventory_vars = self._variables.get_vars(host=h, include_hostvars=False)
+            # Ansible's precedence: role defaults < inventory < role vars and role parameters.
+            self._hostvars_cache[host] = {**layers.defaults, **inventory_vars, **layers.overrides}
         return self._hostvars_cache[host]
 
+    def roles_of(self, host: str) -> list[str]:
+        """The roles the collection's playbooks run on ``host`` (by its groups), in the order they run."""
+        return self.roles.roles_for(self.hosts[host].groups)
+
     def var(self, host: str, name: str, default: Any = _MISSING) -> Any:
-        """The rendered value of variable ``name`` for ``host`` (group_vars, host_vars, vault, templates)."""
+        """The rendered value of variable ``name`` for ``host``: the inventory's (group_vars, host_vars,
+        vault), else the default of a role the host runs; templates rendered as Ansible renders them."""
         variables = self._host_vars(host)
         if name not in variables:
             if default is _MISSING:
                 raise InventoryError(
-                    f"variable '{name}' is not defined for host {host} in inventory {self.source}: "
-                    "define it in the inventory's group_vars"
+                    f"variable '{name}' is not defined for host {host} in inventory {self.source} nor "
+                    f"by the roles it runs ({', '.join(self.roles_of(host)) or 'none'}): define it in the "
+                    "inventory's group_vars"
                 )
             return default
         from ansible.template import Templar

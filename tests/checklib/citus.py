@@ -57,12 +57,12 @@ class CitusCluster:
         self.coordinator: Host = cluster.group(COORDINATOR)[0]
         self.workers: list[Host] = cluster.group(WORKER)
         self.spares: list[Host] = cluster.group(SPARE) if cluster.has_group(SPARE) else []
-        v = lambda name, default=None: cluster.var(name, default, group=COORDINATOR)  # noqa: E731
-        self.user = str(v("citus_user", "citus"))
+        v = lambda name: cluster.setting(name, COORDINATOR)  # noqa: E731
+        self.user = str(v("citus_user"))
         self.password = secret_var(cluster, "citus_password", COORDINATOR)
-        self.database = str(v("citus_database", "citus"))
-        self.pg_version = int(v("citus_postgresql_version", 15))
-        self.shard_count = int(v("citus_shard_count", 32))
+        self.database = str(v("citus_database"))
+        self.pg_version = int(v("citus_postgresql_version"))
+        self.shard_count = int(v("citus_shard_count"))
         self.ca = cluster.ca_cert
 
     # -- nodes ------------------------------------------------------------------------------------------------
@@ -73,10 +73,10 @@ class CitusCluster:
 
     def node_name(self, host: Host) -> str:
         """The name the node is registered under (and that its certificate carries)."""
-        return str(host.var("citus_node_name", host.name))
+        return str(host.setting("citus_node_name"))
 
     def port(self, host: Host) -> int:
-        return int(host.var("citus_port", 5432))
+        return int(host.setting("citus_port"))
 
     def host_of(self, nodename: str) -> Host:
         """The inventory host registered under ``nodename``."""

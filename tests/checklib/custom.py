@@ -24,7 +24,7 @@ WORKLOAD_MAX_S = 600.0
 
 def unit(cluster: Cluster) -> str:
     """The systemd unit of the custom server (role knob custom_server_service_name)."""
-    return str(cluster.var("custom_server_service_name", "custom-server", group=GROUP))
+    return str(cluster.setting("custom_server_service_name", GROUP))
 
 
 def fresh_keys(prefix: str, n: int = 1) -> list[str]:

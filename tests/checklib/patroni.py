@@ -48,14 +48,14 @@ class PatroniCluster:
         self.cluster = cluster
         self.members: list[Host] = cluster.group("postgres")
         self.by_name = {h.name: h for h in self.members}
-        v = lambda name, default=None: cluster.var(name, default, group="postgres")  # noqa: E731
+        v = lambda name: cluster.setting(name, "postgres")  # noqa: E731
         secret = lambda name: secret_var(cluster, name, "postgres")  # noqa: E731
-        self.ttl = int(v("patroni_ttl", 30))
-        self.loop_wait = int(v("patroni_loop_wait", 10))
-        self.retry_timeout = int(v("patroni_retry_timeout", 10))
-        self.synchronous_mode = bool(v("patroni_synchronous_mode", False))
-        self.pg_port = int(v("patroni_postgresql_port", 5432))
-        self.rest_port = int(v("patroni_restapi_port", 8008))
+        self.ttl = int(v("patroni_ttl"))
+        self.loop_wait = int(v("patroni_loop_wait"))
+        self.retry_timeout = int(v("patroni_retry_timeout"))
+        self.synchronous_mode = bool(v("patroni_synchronous_mode"))
+        self.pg_port = int(v("patroni_postgresql_port"))
+        self.rest_port = int(v("patroni_restapi_port"))
         self.ca = cluster.ca_cert
         self.apis = {
             h.name: PatroniAPI(
@@ -63,16 +63,16 @@ class PatroniCluster:
                 h.address,
                 self.rest_port,
                 self.ca,
-                str(v("patroni_restapi_username", "patroni")),
+                str(v("patroni_restapi_username")),
                 secret("patroni_restapi_password"),
                 client_cert=cluster.client_cert("gauntlet-client"),
             )
             for h in self.members
         }
-        self.app_user = str(v("patroni_app_user", "gauntlet"))
+        self.app_user = str(v("patroni_app_user"))
         self.app_password = secret("patroni_app_password")
-        self.app_db = str(v("patroni_app_database", "gauntlet"))
-        self.superuser = str(v("patroni_superuser_username", "postgres"))
+        self.app_db = str(v("patroni_app_database"))
+        self.superuser = str(v("patroni_superuser_username"))
         self.superuser_password = secret("patroni_superuser_password")
 
     # -- endpoints ------------------------------------------------------------------------------------------
@@ -91,9 +91,7 @@ class PatroniCluster:
         """HAProxy's read-write (5000) or read-only (5001) port, verified by the load balancer's name (the
         members' certificates carry it: TLS passes through HAProxy untouched)."""
         lb = self.lb
-        p = int(
-            lb.var("haproxy_primary_port", 5000) if port == "rw" else lb.var("haproxy_replica_port", 5001)
-        )
+        p = int(lb.setting("haproxy_primary_port" if port == "rw" else "haproxy_replica_port"))
         ep = Endpoint(lb.name, lb.address, p, self.app_user, self.app_password, self.app_db, self.ca)
         return ep.with_(**changes) if changes else ep
 

@@ -55,15 +55,19 @@ def run_playbook(
 
 
 def redis_cli(
-    host: Host, password: str, args: str, user: str = "admin", port: int = 6379, timeout: int = 300
+    host: Host, password: str, args: str, user: str | None = None, port: int | None = None, timeout: int = 300
 ) -> CommandResult:
     """Run redis-cli on a Redis host over TLS with the host's own certificate, as the admin user.
 
-    The password goes through the environment (not the command line shown in errors).
+    ``user`` and ``port`` default to the host's ``redis_admin_user`` and ``redis_port`` (inventory, else the
+    redis role's defaults). The password goes through the environment (not the command line shown in errors).
     """
+    tls = host.setting("redis_tls_dir")
+    user = user or str(host.setting("redis_admin_user"))
+    port = port or int(host.setting("redis_port"))
     cli = (
-        "redis-cli --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt "
-        f"--key /etc/redis/tls/redis.key --user {shlex.quote(user)} --no-auth-warning -p {port} {args}"
+        f"redis-cli --tls --cacert {tls}/ca.crt --cert {tls}/redis.crt "
+        f"--key {tls}/redis.key --user {shlex.quote(user)} --no-auth-warning -p {port} {args}"
     )
     host.put("/root/.gauntlet-rediscli-auth", password, mode="0600")
     return host.run(

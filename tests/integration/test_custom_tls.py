@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.custom, pytest.mark.tls]
 
 
 def _port(cluster: Cluster) -> int:
-    return int(cluster.var("custom_server_client_port", 8443, group=GROUP))
+    return int(cluster.setting("custom_server_client_port", GROUP))
 
 
 def _get(host: Host, port: int, ctx: ssl.SSLContext, path: str = "/health") -> tuple[int, dict]:
@@ -96,7 +96,7 @@ def test_plain_http_gets_no_answer(cluster: Cluster) -> None:
 
 def test_peer_traffic_is_encrypted_and_rejects_strangers(cluster: Cluster) -> None:
     kv = client(cluster)
-    peer_port = int(cluster.var("custom_server_peer_port", 7480, group=GROUP))
+    peer_port = int(cluster.setting("custom_server_peer_port", GROUP))
     for host in cluster.group(GROUP):
         assert kv.status(host.name).get("peer_encryption") is True, (
             f"{host.name} runs unencrypted peer traffic"

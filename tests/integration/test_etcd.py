@@ -48,7 +48,7 @@ WRITER_MAX_S = 120.0
 # -- fixtures -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def client_port(cluster: Cluster) -> int:
-    return int(cluster.var("etcd_client_port", 2379, group="etcd"))
+    return int(cluster.setting("etcd_client_port", "etcd"))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def etcd(cluster: Cluster, members: list[Member]) -> EtcdClient:
 
 @pytest.fixture(scope="module")
 def election_timeout_s(cluster: Cluster) -> float:
-    return int(cluster.var("etcd_election_timeout", 1000, group="etcd")) / 1000.0
+    return int(cluster.setting("etcd_election_timeout", "etcd")) / 1000.0
 
 
 @pytest.fixture
@@ -458,8 +458,8 @@ def test_peer_port_requires_a_member_certificate(cluster: Cluster) -> None:
     not a member without a certificate, not the controller holding a member's certificate."""
     hosts = cluster.group("etcd")
     a, b = hosts[0], hosts[1]
-    port = int(cluster.var("etcd_peer_port", 2380, group="etcd"))
-    tls = str(cluster.var("etcd_tls_dir", "/etc/etcd/tls", group="etcd"))
+    port = int(cluster.setting("etcd_peer_port", "etcd"))
+    tls = str(cluster.setting("etcd_tls_dir", "etcd"))
     ca, crt, key = f"{tls}/ca.crt", f"{tls}/server.crt", f"{tls}/server.key"
     served = a.run(["python3", "-c", PEER_PROBE, b.address, str(port), ca, crt, key])
     assert served.rc == 0 and served.stdout.startswith("200"), f"{a.name} -> {b.name}:{port}: {served.stdout}"

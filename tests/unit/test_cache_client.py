@@ -68,7 +68,9 @@ def _inventory(tmp_path: Path, groups: dict) -> Cluster:
 
 
 STANDALONE = {
-    "postgresql": {"hosts": {"db1": {"ansible_connection": "podman", "gauntlet_address": "10.0.0.5"}}}
+    "postgresql_standalone": {
+        "hosts": {"db1": {"ansible_connection": "podman", "gauntlet_address": "10.0.0.5"}}
+    }
 }
 PATRONI = {
     "postgres": {
@@ -101,7 +103,7 @@ def test_database_is_haproxy_read_write_port_when_present(tmp_path: Path) -> Non
 
 
 def test_no_database_names_both_choices(tmp_path: Path) -> None:
-    with pytest.raises(InventoryError, match=r"group haproxy .* or group postgresql"):
+    with pytest.raises(InventoryError, match=r"group haproxy .* or group postgresql_standalone"):
         Database.for_cluster(
             _inventory(tmp_path, {"redis": {"hosts": {"cache1": {"ansible_connection": "podman"}}}})
         )

@@ -100,3 +100,23 @@ def test_unsupported_connection_is_named(tmp_path):
     c = Cluster.from_inventory(inv)
     with pytest.raises(InventoryError, match="winrm"):
         _ = c["w1"].connection
+
+
+def test_role_defaults_are_read_from_the_roles_below_the_inventory(tmp_path):
+    """A variable the inventory does not set is the default of a role the host's groups run (rendered);
+    the inventory's value wins; a host whose roles do not define it gets none."""
+    inv = write_inventory(tmp_path, HOSTS, {"etcd": "etcd_peer_port: 12380\n"})
+    c = Cluster.from_inventory(inv)
+    assert c.setting("etcd_client_port", "etcd") == 2379  # roles/etcd/defaults/main.yml
+    assert c.setting("etcd_peer_port", "etcd") == 12380  # the inventory's group_vars win
+    assert c["pg1"].setting("patroni_postgresql_data_dir") == "/var/lib/postgresql/15/main"  # rendered
+    assert c["pg1"].var("etcd_client_port") is None  # pg1 runs no etcd role: no etcd default
+    with pytest.raises(InventoryError, match="nor by the roles it runs"):
+        c["etcd1"].setting("patroni_ttl")
+
+
+def test_services_are_the_units_the_roles_declare(tmp_path):
+    """<role>_units of the roles a host runs, with the playbooks' role parameters (redis_mode: cluster)."""
+    hosts = HOSTS + "    redis_cluster:\n      hosts:\n        rc1: {ansible_connection: podman}\n"
+    c = Cluster.from_inventory(write_inventory(tmp_path, hosts))
+    assert c["rc1"].services == ["redis-server@6379", "redis-server@6380"]

@@ -40,17 +40,17 @@ def test_staging_sets_the_shared_values_for_every_patroni_group(staging: Cluster
 
 
 def test_staging_patroni_timings_keep_the_rule_and_sync_mode_is_on(staging: Cluster) -> None:
-    v = lambda n, d=None: staging.var(n, d, group="postgres")  # noqa: E731
+    v = lambda n: staging.setting(n, "postgres")  # noqa: E731
     ttl, loop_wait, retry = (
-        int(v("patroni_ttl", 30)),
-        int(v("patroni_loop_wait", 10)),
-        int(v("patroni_retry_timeout", 10)),
+        int(v("patroni_ttl")),
+        int(v("patroni_loop_wait")),
+        int(v("patroni_retry_timeout")),
     )
     assert loop_wait + 2 * retry <= ttl
     assert v("patroni_synchronous_mode") is True
 
 
 def test_staging_member_certificates_name_the_load_balancer(staging: Cluster) -> None:
-    sans = staging.var("pki_extra_sans", [], group="postgres")
+    sans = staging.setting("pki_extra_sans", "postgres")
     for lb in staging.group("haproxy"):
         assert f"DNS:{lb.name}" in sans, f"pki_extra_sans of group postgres lacks DNS:{lb.name}: {sans}"

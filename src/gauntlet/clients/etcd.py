@@ -49,7 +49,7 @@ class Member:
 
     name: str
     host: str
-    port: int = 2379
+    port: int  # etcd_client_port of the inventory or the etcd role (Cluster.setting)
 
 
 @dataclass(frozen=True)

@@ -113,14 +113,13 @@ class RaftKVClient:
         cluster: Any,
         group: str = "custom_server",
         port_var: str = "custom_server_client_port",
-        default_port: int = 8443,
         client_name: str = "gauntlet-client",
         **kwargs: Any,
     ) -> RaftKVClient:
         """A client for the hosts of ``group`` of a :class:`~gauntlet.cluster.Cluster`, with the cluster's
         CA and the tests' client certificate (mTLS)."""
         hosts = cluster.group(group)
-        members = [Member(h.name, f"{h.address}:{int(h.var(port_var, default_port))}") for h in hosts]
+        members = [Member(h.name, f"{h.address}:{int(h.setting(port_var))}") for h in hosts]
         kwargs.setdefault("ca_file", cluster.ca_cert)
         kwargs.setdefault("client_cert", cluster.client_cert(client_name))
         return cls(members, **kwargs)

@@ -102,12 +102,12 @@ def test_5001_goes_to_replicas_and_refuses_writes(pg: PatroniCluster, table: str
 def test_stats_page_needs_authentication(pg: PatroniCluster) -> None:
     """The statistics page answers 401 without credentials and shows both listeners with them."""
     lb = pg.lb
-    url = f"http://{lb.address}:{lb.var('haproxy_stats_port', 7000)}/;csv"
+    url = f"http://{lb.address}:{lb.setting('haproxy_stats_port')}/;csv"
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(url, timeout=5)
     assert denied.value.code == 401
     password = secret_var(pg.cluster, "haproxy_stats_password", "haproxy")
-    token = b64encode(f"{lb.var('haproxy_stats_user', 'admin')}:{password}".encode())
+    token = b64encode(f"{lb.setting('haproxy_stats_user')}:{password}".encode())
     req = urllib.request.Request(url, headers={"Authorization": "Basic " + token.decode()})
     with urllib.request.urlopen(req, timeout=5) as resp:
         body = resp.read().decode()

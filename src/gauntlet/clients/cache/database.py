@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -15,8 +16,9 @@ from gauntlet.errors import InventoryError
 
 @dataclass(frozen=True)
 class Database:
-    """The PostgreSQL the cache fronts: a standalone server (group ``postgresql``) or HAProxy's read-write
-    port in front of Patroni (group ``haproxy``), as the application user, with ``verify-full`` TLS."""
+    """The PostgreSQL the cache fronts: a standalone server (group ``postgresql_standalone``) or HAProxy's
+    read-write port in front of Patroni (group ``haproxy``), as the application user, with ``verify-full``
+    TLS."""
 
     host: str
     address: str
@@ -28,11 +30,11 @@ class Database:
 
     @classmethod
     def for_cluster(cls, cluster: Cluster) -> Database:
-        """The database endpoint of the topology, from the inventory alone.
+        """The database endpoint of the topology, from the inventory (and the role defaults) alone.
 
         Group ``haproxy`` present (the ``default`` topology: Patroni behind HAProxy) → HAProxy's read-write
-        port (``haproxy_primary_port``, 5000) on the first ``haproxy`` host, as the Patroni application user
-        (``patroni_app_*`` of group ``postgres``); else the first host of group ``postgresql`` (standalone
+        port (``haproxy_primary_port``) on the first ``haproxy`` host, as the Patroni application user
+        (``patroni_app_*`` of group ``postgres``); else the first host of group ``postgresql_standalone`` (standalone
         PostgreSQL, ``postgresql_port`` and ``postgresql_app_*``). ``verify-full`` either way: HAProxy passes
         TLS through, and the pki role puts the load balancer's name in the members' certificates.
         """
@@ -40,31 +42,37 @@ class Database:
 
         if cluster.has_group("haproxy"):
             lb = cluster.group("haproxy")[0]
-            v = lambda name, default: cluster.var(name, default, group="postgres")  # noqa: E731
+
+            def v(name: str) -> Any:
+                return cluster.setting(name, "postgres")
+
             return cls(
                 host=lb.name,
                 address=lb.address,
-                port=int(cluster.var("haproxy_primary_port", 5000, group="haproxy")),
-                user=str(v("patroni_app_user", "gauntlet")),
+                port=int(cluster.setting("haproxy_primary_port", "haproxy")),
+                user=str(v("patroni_app_user")),
                 password=secret(cluster, "patroni_app_password", "postgres"),
-                dbname=str(v("patroni_app_database", "gauntlet")),
+                dbname=str(v("patroni_app_database")),
                 sslrootcert=cluster.ca_cert,
             )
-        if cluster.has_group("postgresql"):  # standalone PostgreSQL (role postgresql, mode standalone)
-            h = cluster.group("postgresql")[0]
-            v = lambda name, default: cluster.var(name, default, group="postgresql")  # noqa: E731
+        if cluster.has_group("postgresql_standalone"):  # role postgresql, mode standalone
+            h = cluster.group("postgresql_standalone")[0]
+
+            def v(name: str) -> Any:
+                return cluster.setting(name, "postgresql_standalone")
+
             return cls(
                 host=h.name,
                 address=h.address,
-                port=int(v("postgresql_port", 5432)),
-                user=str(v("postgresql_app_user", "gauntlet")),
-                password=secret(cluster, "postgresql_app_password", "postgresql"),
-                dbname=str(v("postgresql_app_database", "gauntlet")),
+                port=int(v("postgresql_port")),
+                user=str(v("postgresql_app_user")),
+                password=secret(cluster, "postgresql_app_password", "postgresql_standalone"),
+                dbname=str(v("postgresql_app_database")),
                 sslrootcert=cluster.ca_cert,
             )
         raise InventoryError(
             f"inventory {cluster.source} has no database for the cache: group haproxy (in front of "
-            "Patroni, group postgres) or group postgresql (a standalone PostgreSQL)"
+            "Patroni, group postgres) or group postgresql_standalone (a standalone PostgreSQL)"
         )
 
     def connect(self, timeout: int = 3) -> psycopg.Connection:

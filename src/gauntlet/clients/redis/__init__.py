@@ -13,10 +13,9 @@ from gauntlet.clients.redis.cluster import (
 )
 from gauntlet.clients.redis.connection import TLS, UNKNOWN_OUTCOME, connect, info, redis_error, role
 from gauntlet.clients.redis.sentinel import MasterView, PrimaryClient, RedisNodes, Sentinels, freshest
-from gauntlet.clients.redis.settings import DEFAULTS, secret, setting, user_password
+from gauntlet.clients.redis.settings import secret, setting, user_password
 
 __all__ = [
-    "DEFAULTS",
     "SLOTS",
     "TLS",
     "UNKNOWN_OUTCOME",

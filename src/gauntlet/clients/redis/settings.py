@@ -9,25 +9,10 @@ from typing import Any
 from gauntlet.cluster import Cluster
 from gauntlet.errors import InventoryError
 
-# Role defaults the checks need when the inventory does not override them (roles redis, redis_sentinel).
-DEFAULTS: dict[str, Any] = {
-    "redis_port": 6379,
-    "redis_admin_user": "admin",
-    "redis_sentinel_port": 26379,
-    "redis_sentinel_master_name": "gauntlet",
-    "redis_sentinel_admin_user": "admin",
-    "redis_cluster_ports": [6379, 6380],
-    "redis_cluster_replicas": 1,
-    "redis_maxmemory_policy": "noeviction",
-    "redis_sentinel_down_after_ms": 5000,
-    "redis_sentinel_failover_timeout_ms": 60000,
-    "redis_cluster_node_timeout_ms": 5000,
-}
-
 
 def setting(cluster: Cluster, name: str, group: str) -> Any:
     """A role setting as the hosts of ``group`` see it: the inventory's value, else the role default."""
-    return cluster.var(name, DEFAULTS.get(name), group=group)
+    return cluster.setting(name, group)
 
 
 def secret(cluster: Cluster, name: str, group: str) -> str:
