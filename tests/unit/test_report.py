@@ -21,6 +21,7 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="py
 <testcase classname="tests.integration.test_etcd" name="test_writes_survive[kill-run2]" time="3.0">
   <failure message="AssertionError: 2 acknowledged writes lost">trace</failure></testcase>
 <testcase classname="tests.integration.test_etcd" name="test_writes_survive[pause]" time="3.0"/>
+<testcase classname="tests.integration.test_etcd" name="test_bad_input[dcs_down]" time="1.0"/>
 </testsuite></testsuites>"""
 
 
@@ -74,7 +75,7 @@ def make_run(directory):
 def test_report_lists_checks_figures_topology_and_plots(tmp_path):
     make_run(tmp_path / "etcd")
     page = build_report(tmp_path).read_text()
-    assert page.count('class="check"') == 6
+    assert page.count('class="check"') == 7
     assert 'class="failed">failed' in page and "two leaders" in page
     assert "rto_kill_seconds" in page and "7.25" in page
     assert "etcd-server 3.4.23" in page
@@ -101,6 +102,8 @@ def test_report_leads_with_the_promise_matrix_per_fault(tmp_path):
     assert '<td class="failed"' in survive and '<td class="passed"' in survive
     assert survive.count("<td></td>") == 1  # not judged without a fault
     assert 'class="skipped"' in matrix  # a skip is shown as a skip, never as a pass
+    # A parameter that names no fault is part of the promise, not a column.
+    assert "<td>test_etcd::test_bad_input[dcs_down]</td>" in matrix and "<th>dcs_down</th>" not in header
 
 
 def test_report_shows_each_figure_once_with_its_fault(tmp_path):

@@ -44,20 +44,32 @@ class Promise:
         return all(c.verdict in ("passed", "skipped") for cs in self.cells.values() for c in cs)
 
 
-def split_check_name(name: str) -> tuple[str, str]:
-    """``test_x[kill-run1]`` → (``test_x``, ``kill``); ``test_y`` → (``test_y``, NO_FAULT)."""
+def _fault_names() -> frozenset[str]:
+    from gauntlet.nemesis import catalogue  # the report names faults as the catalogue does
+
+    return frozenset(catalogue.FAULTS)
+
+
+def split_check_name(name: str, faults: frozenset[str] | None = None) -> tuple[str, str]:
+    """``test_x[kill-run1]`` → (``test_x``, ``kill``); ``test_y`` → (``test_y``, NO_FAULT). A parameter that
+    names no fault of the catalogue (``[dcs_down]``, ``[guarded]``) stays in the promise's name."""
     base, sep, params = name.partition("[")
     if not sep:
         return base, NO_FAULT
-    return base, _RUN_SUFFIX.sub("", params.rstrip("]")) or NO_FAULT
+    params = _RUN_SUFFIX.sub("", params.rstrip("]"))
+    first, _, rest = params.partition("-")
+    if first in (_fault_names() if faults is None else faults):
+        return (f"{base}[{rest}]" if rest else base), first
+    return (f"{base}[{params}]" if params else base), NO_FAULT
 
 
 def promise_matrix(checks: list[Check]) -> tuple[list[str], list[Promise]]:
     """The fault columns (no-fault first, then in order of appearance) and the rows, broken ones first."""
     faults: list[str] = []
     rows: dict[tuple[str, str], Promise] = {}
+    known = _fault_names()
     for c in checks:
-        base, fault = split_check_name(c.name)
+        base, fault = split_check_name(c.name, known)
         module = c.classname.rsplit(".", 1)[-1]
         row = rows.setdefault((module, base), Promise(base, module))
         row.cells.setdefault(fault, []).append(c)
