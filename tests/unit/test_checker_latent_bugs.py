@@ -1,21 +1,10 @@
 """Latent checker bugs of issue 12, one test each: every one failed on the checkers before their fix."""
 
+from checklib.histories import build
 from gauntlet.checkers import lost_acknowledged_writes, single_leader, unavailability_windows
 from gauntlet.checkers.availability import recovery_time
 from gauntlet.checkers.leaders import LeaderSample
 from gauntlet.checkers.lost_writes import phantom_writes
-from gauntlet.history import History, Op
-
-S = 1_000_000_000
-
-
-def build(entries):
-    """entries: (time_s, process, type, f, value[, key])."""
-    ops = []
-    for i, e in enumerate(entries):
-        ts, p, t, f, v, *k = e
-        ops.append(Op(index=i, type=t, process=p, f=f, value=v, key=k[0] if k else None, time=int(ts * S)))
-    return History.from_ops(ops)
 
 
 def test_the_same_value_on_two_keys_does_not_hide_a_lost_write():

@@ -2,22 +2,11 @@
 
 import pytest
 
+from checklib.histories import S, build
 from gauntlet.checkers import lost_acknowledged_writes, max_staleness, single_leader, unavailability_windows
 from gauntlet.checkers.availability import recovery_time
 from gauntlet.checkers.leaders import LeaderSample
 from gauntlet.checkers.lost_writes import phantom_writes
-from gauntlet.history import History, Op
-
-S = 1_000_000_000
-
-
-def build(entries):
-    """entries: (time_s, process, type, f, value[, key])."""
-    ops = []
-    for i, e in enumerate(entries):
-        t, p, typ, f, v, *k = e
-        ops.append(Op(index=i, type=typ, process=p, f=f, value=v, key=k[0] if k else None, time=int(t * S)))
-    return History.from_ops(ops)
 
 
 def test_lost_writes_are_acknowledged_values_missing_from_the_final_read():
