@@ -208,6 +208,20 @@ class Cluster:
         hosts = self.group(group) if group else list(self.hosts.values())
         return self.inventory.var(hosts[0].name, name, default)
 
+    def secret(self, name: str, group: str) -> str:
+        """A password as the roles see it: the inventory's value if it sets one, else the secret the role
+        default generated (``<gauntlet_secrets_dir>/<name without _password>``, ansible's password lookup)."""
+        value = self.var(name, None, group=group)
+        if value:
+            return str(value)
+        secrets_dir = self.var("gauntlet_secrets_dir", None, group=group)
+        path = Path(str(secrets_dir)) / name.removesuffix("_password") if secrets_dir else None
+        if not path or not path.exists():
+            raise InventoryError(
+                f"{name} is not set in the inventory and no generated secret exists at {path}"
+            )
+        return path.read_text().split()[0]
+
     def setting(self, name: str, group: str) -> Any:
         """A role setting as the first host of ``group`` sees it: the inventory's value, else the default of
         the role that group runs; raises :class:`InventoryError` when neither defines it."""

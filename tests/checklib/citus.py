@@ -7,7 +7,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -26,16 +25,8 @@ HASH_MAX = 2**31 - 1
 
 
 def secret_var(cluster: Cluster, name: str, group: str) -> str:
-    """A password as the role sees it: the inventory's value, else the secret the role default generated
-    (``<gauntlet_secrets_dir>/<name without _password>``)."""
-    value = cluster.var(name, None, group=group)
-    if value:
-        return str(value)
-    secrets_dir = cluster.var("gauntlet_secrets_dir", None, group=group)
-    path = Path(str(secrets_dir)) / name.removesuffix("_password") if secrets_dir else None
-    if not path or not path.exists():
-        raise InventoryError(f"{name} is not set in the inventory and no generated secret exists at {path}")
-    return path.read_text().split()[0]
+    """A password as the role sees it (:meth:`Cluster.secret`)."""
+    return cluster.secret(name, group)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from gauntlet.bench import Bench, wait_for
@@ -21,24 +20,14 @@ from gauntlet.clients.postgres import (
     read_ids,
 )
 from gauntlet.cluster import Cluster, Host
-from gauntlet.errors import InventoryError
 from gauntlet.history import History, Op
 
 PATRONICTL = "patronictl -c /etc/patroni/config.yml"
 
 
 def secret_var(cluster: Cluster, name: str, group: str) -> str:
-    """A password as the roles see it: the inventory's value if it sets one, else the generated secret the
-    role default made (``<gauntlet_secrets_dir>/<name without _password>``, ansible's password lookup)."""
-    value = cluster.var(name, None, group=group)
-    if value:
-        return str(value)
-    secrets_dir = cluster.var("gauntlet_secrets_dir", None, group=group)
-    stem = name.removesuffix("_password")
-    path = Path(str(secrets_dir)) / stem if secrets_dir else None
-    if not path or not path.exists():
-        raise InventoryError(f"{name} is not set in the inventory and no generated secret exists at {path}")
-    return path.read_text().split()[0]
+    """A password as the roles see it (:meth:`Cluster.secret`)."""
+    return cluster.secret(name, group)
 
 
 class PatroniCluster:

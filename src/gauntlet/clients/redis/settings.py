@@ -3,7 +3,6 @@ the inventory or the secret the role generated."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from gauntlet.cluster import Cluster
@@ -16,16 +15,8 @@ def setting(cluster: Cluster, name: str, group: str) -> Any:
 
 
 def secret(cluster: Cluster, name: str, group: str) -> str:
-    """A password as the roles see it: the inventory's value if it sets one, else the secret the role default
-    generated (``<gauntlet_secrets_dir>/<name without _password>``, ansible's password lookup)."""
-    value = cluster.var(name, None, group=group)
-    if value:
-        return str(value)
-    secrets_dir = cluster.var("gauntlet_secrets_dir", None, group=group)
-    path = Path(str(secrets_dir)) / name.removesuffix("_password") if secrets_dir else None
-    if not path or not path.exists():
-        raise InventoryError(f"{name} is not set in the inventory and no generated secret exists at {path}")
-    return path.read_text().split()[0]
+    """A password as the roles see it (:meth:`Cluster.secret`)."""
+    return cluster.secret(name, group)
 
 
 def user_password(cluster: Cluster, user: str, group: str = "redis") -> str:
