@@ -40,6 +40,12 @@ scenario-citus:
 scenario-%:
 	@echo "==> scenario $*"; GAUNTLET_REPORT_DIR=$(CURDIR)/$(REPORT)/$* scripts/scenario.sh $*
 
+# The planted-defect proof (gauntlet prove) of a topology kept up (scripts/scenario.sh NAME --keep): each
+# defect its topology.yml's `proof` names is planted, caught by its check, undone. `make test` runs it in
+# every scenario whose description names one (scripts/scenario.sh's prove phase).
+prove-%:
+	@echo "==> prove $*"; GAUNTLET_REPORT_DIR=$(CURDIR)/$(REPORT)/$* molecule side-effect -s $*
+
 # SSH-staging proof: bare containers reached over SSH as staging hosts, the README's staging commands, the
 # container run's checks (scripts/staging-proof.sh). STAGING_TOPOLOGY=etcd (default) or patroni, custom...
 staging-proof:

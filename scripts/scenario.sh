@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Run one topology on container hosts, phase by phase, and time every phase:
-#   scripts/scenario.sh NAME [--no-idempotence] [--keep]
-# destroy (leftovers) → create → converge → idempotence → verify → destroy, as `molecule test` does, with a
+#   scripts/scenario.sh NAME [--no-idempotence] [--no-prove] [--keep]
+# destroy (leftovers) → create → converge → idempotence → verify → prove (when its topology.yml names a
+# proof) → destroy, as `molecule test` does plus the planted-defect proof, with a
 # BENCH line per phase and one for the whole run. The checks' output (pytest, via molecule/_shared/verify.yml)
 # streams to the terminal while they run. The hosts are destroyed at the end, on failure, and on INT/TERM
 # (unless --keep). Exit status: the first failing phase's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-name=${1:?usage: scripts/scenario.sh NAME [--no-idempotence] [--keep]}; shift
-idempotence=1 keep=0
+name=${1:?usage: scripts/scenario.sh NAME [--no-idempotence] [--no-prove] [--keep]}; shift
+idempotence=1 keep=0 prove=1
 for a in "$@"; do
   case "$a" in
     --no-idempotence) idempotence=0 ;;
+    --no-prove) prove=0 ;;
     --keep) keep=1 ;;
-    *) echo "scenario: unknown option '$a' (use --no-idempotence or --keep)" >&2; exit 2 ;;
+    *) echo "scenario: unknown option '$a' (use --no-idempotence, --no-prove or --keep)" >&2; exit 2 ;;
   esac
 done
 [ -f "molecule/$name/topology.yml" ] || { echo "scenario: no topology '$name' (molecule/$name/topology.yml)" >&2; exit 2; }
@@ -57,5 +59,9 @@ phase converge molecule converge -s "$name"
 tail -n 0 -F "$GAUNTLET_VERIFY_LOG" 2>/dev/null & tailer=$!
 GAUNTLET_VERIFY_STREAMED=1 phase verify molecule verify -s "$name"
 kill "$tailer" 2>/dev/null; tailer=
+# The planted-defect proof (molecule/_shared/prove.yml, Molecule's side effect) of a topology that names one.
+if [ "$prove" = 1 ] && [ -n "$(python -m gauntlet.topologies proof "$name")" ]; then
+  phase prove molecule side-effect -s "$name"
+fi
 [ "$keep" = 1 ] || phase destroy molecule destroy -s "$name"
 echo "BENCH molecule_test_${name}_seconds=$(( $(date +%s) - t_all )) s"

@@ -72,6 +72,7 @@ def main() -> None:
 @click.option(
     "--idempotence", is_flag=True, help="Topologies: also run the idempotence pass (make test does)."
 )
+@click.option("--prove", is_flag=True, help="Topologies: also run the planted-defect proof (make test does).")
 @click.option(
     "--skip-provision", is_flag=True, help="Inventories: hosts are already provisioned; only check."
 )
@@ -81,6 +82,7 @@ def run(
     report_dir: str,
     keep: bool,
     idempotence: bool,
+    prove: bool,
     skip_provision: bool,
 ) -> None:
     """Provision, run every check that applies, write the report; exit non-zero when a check fails."""
@@ -106,8 +108,10 @@ def run(
         # nothing: `make test` runs it for every topology); --idempotence puts it back.
         cmd = [str(root / "scripts" / "scenario.sh"), topology]
         cmd += [] if idempotence else ["--no-idempotence"]
+        cmd += [] if prove else ["--no-prove"]
         cmd += ["--keep"] if keep else []
         phases = "create, converge" + (", idempotence" if idempotence else "") + ", verify"
+        phases += ", prove" if prove else ""
         step(1, 3, f"{topology} on container hosts ({phases}{'' if keep else ', destroy'})")
         rc = _run(cmd, root, env)
     else:
@@ -144,6 +148,61 @@ def run(
     click.secho(f"report: {page}", bold=True)
     if rc != 0:
         raise click.ClickException(f"{name}: checks failed or provisioning failed (exit {rc}); see {page}")
+
+
+@main.command()
+@click.option("--topology", help="A topology (molecule/<name>/topology.yml): the defects its 'proof' lists.")
+@click.option(
+    "--inventory", type=click.Path(exists=True), help="The cluster's inventory (default: Molecule's)."
+)
+@click.option("--defect", "defect_names", multiple=True, help="Only these defects (repeatable).")
+@click.option(
+    "--report", "report_dir", help="Report directory (default: $GAUNTLET_REPORT_DIR, else report/<name>)."
+)
+def prove(
+    topology: str | None, inventory: str | None, defect_names: tuple[str, ...], report_dir: str | None
+) -> None:
+    """Planted-defect proof of a running topology: for each defect, plant it, require its check to FAIL for
+    the expected reason, undo it, require the check to pass again. Exit non-zero unless every one held."""
+    from gauntlet import prove as proof
+    from gauntlet import topologies
+    from gauntlet.bench import Bench
+    from gauntlet.cluster import Cluster
+    from gauntlet.errors import GauntletError
+    from gauntlet.nemesis import defects
+
+    source = inventory or os.environ.get("GAUNTLET_INVENTORY")
+    if not source and os.environ.get("MOLECULE_INVENTORY_FILE"):
+        source = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+    if not source:
+        raise click.UsageError(
+            "no inventory: give --inventory PATH, or run it through Molecule (make prove-NAME)"
+        )
+    try:
+        cluster = Cluster.from_inventory(source)
+        names = list(defect_names) or (
+            list(topologies.get(topology).proof) if topology else defects.names(cluster)
+        )
+        chosen = [defects.get(n) for n in names]
+    except (GauntletError, topologies.TopologyError, defects.UnknownDefect) as exc:
+        raise click.ClickException(str(exc)) from None
+    missing = [d.name for d in chosen if not d.applies_to(cluster)]
+    if missing:
+        raise click.ClickException(f"{source} lacks the groups of defect(s) {', '.join(missing)}")
+    if not chosen:
+        raise click.ClickException("no defect to plant: a proof that plants nothing proves nothing")
+    name = topology or Path(source).name
+    out = Path(report_dir or os.environ.get("GAUNTLET_REPORT_DIR") or Path("report") / name).resolve()
+    rows = proof.prove(cluster, chosen, proof.pytest_runner(source, out), log=click.echo)
+    click.echo(f"proof: {proof.write_proof(out, rows)}")
+    bench = Bench(out / "bench.jsonl")
+    bench.record("fidelity_planted", len(rows), "defects", topology=name)
+    bench.record("fidelity_caught", sum(1 for r in rows if r.caught), "defects", topology=name)
+    for line in proof.bench_lines(rows):
+        click.echo(line)
+    failed = [r.defect for r in rows if not r.held]
+    if failed:
+        raise click.ClickException(f"proof failed for {', '.join(failed)}: caught must equal planted")
 
 
 @main.command()

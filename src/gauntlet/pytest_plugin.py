@@ -38,6 +38,7 @@ _bench_key = pytest.StashKey[Bench]()
 _cluster_key = pytest.StashKey[object]()
 _executed_key = pytest.StashKey[list[str]]()
 _problem_key = pytest.StashKey[str]()
+_planted_key = pytest.StashKey[str]()
 #: The one kind of skip a run against an inventory allows: something the inventory really lacks.
 ALLOWED_SKIP_PREFIX = "inventory "
 
@@ -77,6 +78,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # XML next to the histories, unless the caller chose a path; set before the junitxml plugin reads it.
     if os.environ.get("GAUNTLET_REPORT_DIR") and not config.option.xmlpath:
         config.option.xmlpath = str(report_dir / "junit.xml")
+    # A proof run (gauntlet prove) of a defect planted in the checks' own clients: patch them first.
+    from gauntlet.nemesis.defects import apply_planted_patch
+
+    planted = apply_planted_patch()
+    if planted:
+        config.stash[_planted_key] = planted
 
 
 def _load_cluster(config: pytest.Config) -> Cluster | str:
@@ -219,6 +226,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     problem = terminalreporter.config.stash.get(_problem_key, None)
     if problem:
         terminalreporter.write_line(f"gauntlet: RED: {problem}", red=True, bold=True)
+    planted = terminalreporter.config.stash.get(_planted_key, None)
+    if planted:
+        terminalreporter.write_line(
+            f"gauntlet: planted defect {planted} (its patch is in this run's clients)"
+        )
     bench = terminalreporter.config.stash.get(_bench_key, None)
     if bench and bench.figures:
         terminalreporter.section("gauntlet benchmark figures (measured, not asserted)")

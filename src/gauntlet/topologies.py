@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTION = "topology.yml"
 #: How a topology runs in `make test`: every check of its own, or none because another topology runs them all.
 CI_MODES = ("make-test", "matrix")
-_KEYS = {"summary", "hosts", "checks", "ci", "order", "covered_by", "needs"}
+_KEYS = {"summary", "hosts", "checks", "ci", "order", "covered_by", "needs", "proof"}
 _CHECK_KEYS = {"paths", "markers", "keyword", "min_executed", "pytest_args"}
 
 
@@ -68,6 +68,8 @@ class Topology:
     order: int
     covered_by: str | None = None
     needs: str | None = None
+    # The planted defects `gauntlet prove` plants in this topology (gauntlet.nemesis.defects), in order.
+    proof: tuple[str, ...] = ()
 
     @property
     def markers(self) -> list[str]:
@@ -124,6 +126,16 @@ def load(path: Path) -> Topology:
         raise _fail(path, f"'ci' must be one of {', '.join(CI_MODES)}, not {raw['ci']!r}")
     if raw["ci"] == "matrix" and not raw.get("covered_by"):
         raise _fail(path, "'ci: matrix' needs 'covered_by': the topology whose run executes these checks")
+    proof = raw.get("proof") or []
+    if not isinstance(proof, list) or not all(isinstance(d, str) for d in proof):
+        raise _fail(path, "'proof' must be a list of defect names (gauntlet.nemesis.defects)")
+    if proof:
+        from gauntlet.nemesis import defects  # imports the clients: only for a description that names some
+
+        for d in proof:
+            if d not in defects.DEFECTS:
+                known = ", ".join(sorted(defects.DEFECTS))
+                raise _fail(path, f"proof: {d!r} is no defect; the catalogue has {known}")
     return Topology(
         name=path.parent.name,
         summary=str(raw["summary"]).strip(),
@@ -139,6 +151,7 @@ def load(path: Path) -> Topology:
         order=int(raw["order"]),
         covered_by=raw.get("covered_by"),
         needs=raw.get("needs"),
+        proof=tuple(proof),
     )
 
 
@@ -224,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_verify.add_argument("name")
     p_verify.add_argument("--inventory")
     sub.add_parser("readme-table", help="the README's topology table")
+    p_proof = sub.add_parser("proof", help="the planted defects of one topology's proof (none: nothing)")
+    p_proof.add_argument("name")
     args, extra = parser.parse_known_args(argv)
     try:
         if args.cmd == "list":
@@ -231,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(" ".join(t.name for t in ts if t.ci == "make-test" or not args.make_test))
         elif args.cmd == "pytest-args":
             print(shlex.join(get(args.name).checks.pytest_args_list()))
+        elif args.cmd == "proof":
+            print(" ".join(get(args.name).proof))
         elif args.cmd == "readme-table":
             print(readme_table(all_topologies()))
         else:

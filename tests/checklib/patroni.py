@@ -122,8 +122,8 @@ class PatroniCluster:
     def replicas(self, leader: str) -> list[str]:
         return [n for n in self.by_name if n != leader]
 
-    def psql(self, name: str, sql: str, check: bool = True) -> str:
-        """Run SQL as the superuser on a member over its local socket (root maps to postgres)."""
+    def psql(self, name: str, sql: str, check: bool = True, db: str = "postgres") -> str:
+        """Run SQL as the superuser on a member over its local socket (root maps to postgres), in ``db``."""
         r = self.by_name[name].run(
             [
                 "psql",
@@ -134,7 +134,7 @@ class PatroniCluster:
                 "-U",
                 self.superuser,
                 "-d",
-                "postgres",
+                db,
                 "-XAtq",
                 "-c",
                 sql,
@@ -164,13 +164,19 @@ class PatroniCluster:
             st = states[name]
             if st.get("role") != "replica" or st.get("state") != "running" or not self.streaming(name):
                 return None
-        if self.synchronous_mode:
+        if self.synchronous_mode and self.synchronous_mode_configured(leader):
             sync = self.psql(
                 leader, "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'", check=False
             )
             if sync != "1":
                 return None
         return leader
+
+    def synchronous_mode_configured(self, leader: str) -> bool:
+        """Whether the DCS configuration has synchronous_mode on now (an operator, or a planted defect, may
+        have switched it off at run time: a whole cluster then has no synchronous standby)."""
+        code, body = self.apis[leader].get("/config")
+        return code != 200 or not isinstance(body, dict) or bool(body.get("synchronous_mode"))
 
     def wait_healthy(self, timeout: float = 120) -> str:
         return wait_for(

@@ -36,6 +36,18 @@ def ping(address: str, port: int, tls: TLS | None, user: str | None, password: s
         c.close()
 
 
+def refused_where_served(
+    env: CacheEnv, h: Host, port: int, bad: TLS | None, user: str | None, password: str | None
+) -> None:
+    """The right client is served on ``h:port``, and one with ``bad`` TLS (None: plain text) is refused
+    there: a service that is down fails this, it cannot pass for a refusal."""
+    assert ping(h.address, port, TLS.for_cluster(env.cluster), user, password), (
+        f"{h.name}:{port} serves nobody"
+    )
+    with pytest.raises(REFUSED):
+        ping(h.address, port, bad, user, password)
+
+
 def test_tls_client_with_cluster_certificate_is_accepted(env: CacheEnv) -> None:
     tls = TLS.for_cluster(env.cluster)
     for service, h, port, user, password in endpoints(env):
@@ -45,8 +57,7 @@ def test_tls_client_with_cluster_certificate_is_accepted(env: CacheEnv) -> None:
 def test_plain_text_client_is_refused(env: CacheEnv) -> None:
     """The client port speaks TLS only: a plain-text client gets no answer (the plain port is off)."""
     for service, h, port, user, password in endpoints(env):
-        with pytest.raises(REFUSED):
-            ping(h.address, port, None, user, password)
+        refused_where_served(env, h, port, None, user, password)
         # ...and nothing listens in plain text on the Redis default port either (port 0).
         if service == "redis" and port != 6379:
             with pytest.raises(REFUSED):
@@ -56,8 +67,7 @@ def test_plain_text_client_is_refused(env: CacheEnv) -> None:
 def test_client_without_certificate_is_refused(env: CacheEnv) -> None:
     tls = TLS.for_cluster(env.cluster, client=None)
     for _service, h, port, user, password in endpoints(env):
-        with pytest.raises(REFUSED):
-            ping(h.address, port, tls, user, password)
+        refused_where_served(env, h, port, tls, user, password)
 
 
 def test_client_certificate_from_another_ca_is_refused(env: CacheEnv, tmp_path: Path) -> None:
@@ -65,8 +75,7 @@ def test_client_certificate_from_another_ca_is_refused(env: CacheEnv, tmp_path: 
     _, cert, key = foreign_client_cert(tmp_path)
     tls = TLS(env.cluster.ca_cert, cert, key)
     for _service, h, port, user, password in endpoints(env):
-        with pytest.raises(REFUSED):
-            ping(h.address, port, tls, user, password)
+        refused_where_served(env, h, port, tls, user, password)
 
 
 def test_server_is_verified_against_the_cluster_ca(env: CacheEnv, tmp_path: Path) -> None:
@@ -75,14 +84,14 @@ def test_server_is_verified_against_the_cluster_ca(env: CacheEnv, tmp_path: Path
     cert, key = env.cluster.client_cert()
     tls = TLS(foreign_ca, cert, key)
     h = env.nodes.hosts[0]
-    with pytest.raises(REFUSED):
-        ping(h.address, env.nodes.port, tls, env.app_user, env.app_password)
+    refused_where_served(env, h, env.nodes.port, tls, env.app_user, env.app_password)
 
 
 def test_acl_refuses_wrong_password_default_user_and_commands_without_rights(env: CacheEnv) -> None:
     tls = TLS.for_cluster(env.cluster)
     master = env.master_host()
     port = env.nodes.port
+    assert ping(master.address, port, tls, env.app_user, env.app_password), "the primary serves nobody"
     # wrong password / the default user (switched off)
     with pytest.raises(redis.AuthenticationError):
         ping(master.address, port, tls, env.app_user, env.app_password + "x")

@@ -117,6 +117,14 @@ FAULTS: dict[str, Fault] = {
             outage=True,
         ),
         Fault(
+            "isolate_from_peers",
+            "isolate_from_peers",
+            lambda n, t: n.isolate_from_peers(t),
+            "cut the host off from its peers and the DCS while its clients still reach it through the "
+            "load balancers (group haproxy); healed on exit",
+            outage=True,
+        ),
+        Fault(
             "partition",
             "partition",
             _partition,

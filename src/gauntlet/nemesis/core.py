@@ -180,6 +180,17 @@ class Nemesis:
         others = [o for o in self.cluster.hosts.values() if o.name != h.name]
         return self._cut("isolate", [h], others)
 
+    def isolate_from_peers(
+        self, host: HostLike, clients: Iterable[str] = ("haproxy",)
+    ) -> AbstractContextManager[None]:
+        """Cut one host off from every other host of the cluster except those of the ``clients`` groups (the
+        load balancers its clients come through): its peers and the DCS lose it, its clients do not. The
+        partition real networks produce, and the one that shows what a leader acknowledges alone."""
+        h = self._host(host)
+        keep = set(clients)
+        others = [o for o in self.cluster.hosts.values() if o.name != h.name and not (o.groups & keep)]
+        return self._cut("isolate_from_peers", [h], others)
+
     def _cut(self, name: str, a: list[Host], b: list[Host]) -> AbstractContextManager[None]:
         if not a or not b or {h.name for h in a} & {h.name for h in b}:
             raise FaultError(f"{name} needs two non-empty, disjoint sides")

@@ -15,10 +15,19 @@ pytestmark = [pytest.mark.patroni, pytest.mark.tls]
 
 
 def test_postgresql_refuses_plain_connections(pg: PatroniCluster) -> None:
-    """Without TLS every member refuses the connection (pg_hba: hostnossl ... reject)."""
+    """Without TLS every member refuses the connection (pg_hba: hostnossl ... reject) — and serves the same
+    user on the same address over verified TLS, so the refusal is PostgreSQL's, not a member that is down."""
     for name in pg.by_name:
-        with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        with pg.member_endpoint(name).connect() as conn:
+            assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (
+                True,
+            )
+        try:
             pg.member_endpoint(name, sslmode="disable").connect().close()
+        except psycopg.OperationalError as exc:
+            assert "no encryption" in str(exc), f"{name} refused plain text, but not by pg_hba: {exc}"
+        else:
+            raise AssertionError(f"{name} accepted a plain-text connection")
 
 
 def test_verify_full_by_hostname_succeeds(pg: PatroniCluster) -> None:
@@ -34,6 +43,7 @@ def test_verify_full_by_hostname_succeeds(pg: PatroniCluster) -> None:
 def test_verify_full_rejects_a_wrong_name(pg: PatroniCluster) -> None:
     """The same connection under a name the certificate does not carry fails: the name is really checked."""
     name = next(iter(pg.by_name))
+    pg.member_endpoint(name).connect().close()  # the right name on the same address is served
     with pytest.raises(psycopg.OperationalError, match=r"does not match|certificate"):
         pg.member_endpoint(name, host="not-this-host.invalid").connect().close()
 
@@ -44,6 +54,7 @@ def test_verify_full_rejects_a_foreign_ca(pg: PatroniCluster, tmp_path) -> None:
 
     ca, _, _ = foreign_client_cert(tmp_path)
     name = next(iter(pg.by_name))
+    pg.member_endpoint(name).connect().close()  # the cluster CA on the same address is served
     with pytest.raises(psycopg.OperationalError, match=r"certificate verify failed"):
         pg.member_endpoint(name, sslrootcert=str(ca)).connect().close()
 

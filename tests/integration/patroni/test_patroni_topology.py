@@ -13,7 +13,9 @@ import pytest
 
 from checklib.patroni import PatroniCluster, secret_var
 from gauntlet.bench import Bench, wait_for
-from gauntlet.clients.postgres import read_ids
+from gauntlet.checkers import single_leader
+from gauntlet.clients.postgres import ensure_table, read_ids
+from gauntlet.clients.postgres.sampler import sampling
 
 pytestmark = pytest.mark.patroni
 
@@ -68,9 +70,12 @@ def test_write_on_5000_is_visible_on_every_replica(pg: PatroniCluster, table: st
     value = int(time.time() * 1000) * 1000 + 998
     with pg.lb_endpoint("rw").connect() as conn:
         row = conn.execute("SELECT inet_server_addr()::text, pg_is_in_recovery()").fetchone()
+        assert row is not None
+        landed = next((n for n, h in pg.by_name.items() if h.address == row[0].split("/")[0]), row[0])
+        assert landed == leader and row[1] is False, (
+            f"a write on 5000 lands on {landed} (in recovery: {row[1]}), not on the leader {leader}"
+        )
         conn.execute(f"INSERT INTO {table} (id, writer) VALUES (%s, 'rw-probe')", (value,))
-    assert row is not None
-    assert row[0].split("/")[0] == pg.by_name[leader].address and row[1] is False
     for name in pg.replicas(leader):
         wait_for(
             lambda n=name: value in read_ids(pg.member_endpoint(n), since=value), 10, 0.1, f"row on {name}"
@@ -119,3 +124,70 @@ def test_stats_page_needs_authentication(pg: PatroniCluster) -> None:
     with pytest.raises(urllib.error.HTTPError) as bad:
         urllib.request.urlopen(wrong, timeout=5)
     assert bad.value.code == 401
+
+
+def test_at_most_one_member_accepts_writes(pg: PatroniCluster) -> None:
+    """No split brain at rest, sampled: for 12 rounds (every 0.25 s) every member's Patroni leader claim and
+    its PostgreSQL's own role are read; in no round do two members claim the lock, or two PostgreSQL servers
+    accept writes (a primary promoted behind Patroni's back shows in the second)."""
+    pg.leader()  # one lock holder to begin with (not wait_healthy: a second primary must be judged, not waited out)
+    sampler = pg.sampler()
+    with sampling(sampler):
+        wait_for(lambda: len(sampler.rounds) >= 12, 30, 0.1, "12 sampling rounds")
+    claims = single_leader(sampler.leader_samples())
+    writable = single_leader(sampler.pg_leader_samples())
+    assert sampler.answered() > 0, "no member answered the sampler"
+    assert claims, f"Patroni: {claims}"
+    assert writable, f"PostgreSQL accepting writes: {writable}"
+    assert any(s.leaders for s in sampler.pg_leader_samples()), "no PostgreSQL accepted writes in any round"
+
+
+# The relations compared, each as the md5 of its rows in text form, sorted (query_to_xml runs the query on a
+# standby too).
+DIGEST_SQL = """
+SELECT coalesce(string_agg(c.relname || '=' || md5(query_to_xml(
+         format('SELECT t::text AS r FROM %I.%I t ORDER BY 1', n.nspname, c.relname), false, false, '')::text),
+       ',' ORDER BY c.relname), '')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname = 'public'
+"""
+
+
+def _digests(pg: PatroniCluster) -> dict[str, dict[str, str]]:
+    """Every member's {relation: md5 of its rows} in the application database."""
+    out: dict[str, dict[str, str]] = {}
+    for name in pg.by_name:
+        raw = pg.psql(name, DIGEST_SQL, db=pg.app_db)
+        out[name] = dict(item.split("=", 1) for item in raw.split(",") if item)
+    return out
+
+
+def test_every_member_holds_identical_data(pg: PatroniCluster) -> None:
+    """After writes through HAProxy have replicated, every member holds the same rows in every table of the
+    application database as the leader: compared relation by relation (md5 of the sorted rows), read back
+    from each member itself. A difference left after 15 s is named (member, relation)."""
+    leader = pg.leader()
+    ep = pg.lb_endpoint("rw")
+    wait_for(lambda: ensure_table(ep) or True, 30, 0.5, "the writers' table through HAProxy")
+    base = int(time.time() * 1000) * 1000
+    with ep.connect() as conn:
+        for i in range(50):
+            conn.execute(
+                "INSERT INTO gauntlet_writes (id, writer) VALUES (%s, 'identical-data')", (base + i,)
+            )
+    differ: dict[str, object] = {}
+
+    def identical() -> bool:
+        digests = _digests(pg)
+        ref = digests[leader]
+        differ.clear()
+        for name, d in digests.items():
+            bad = sorted(r for r in set(ref) | set(d) if ref.get(r) != d.get(r))
+            if bad:
+                differ[name] = bad
+        return not differ and "gauntlet_writes" in ref
+
+    try:
+        wait_for(identical, 15, 0.5, "every member's data identical to the leader's")
+    except TimeoutError:
+        raise AssertionError(f"members' data differ from the leader {leader}'s: {differ}") from None

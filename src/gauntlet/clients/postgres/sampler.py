@@ -118,6 +118,17 @@ class LeaderSampler:
             if r
         ]
 
+    def pg_leader_samples(self) -> list[LeaderSample]:
+        """One :class:`LeaderSample` per round: the members whose PostgreSQL accepts writes (out of
+        recovery), whatever Patroni claims: a primary promoted behind Patroni's back shows here only."""
+        with self._lock:
+            rounds = list(self.rounds)
+        return [
+            LeaderSample(min(s.time for s in r), frozenset(s.host for s in r if s.pg_primary))
+            for r in rounds
+            if r
+        ]
+
     def pg_primary_overlaps(self) -> list[LeaderSample]:
         """Rounds in which more than one PostgreSQL answered that it is not in recovery."""
         with self._lock:
