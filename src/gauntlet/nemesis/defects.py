@@ -72,7 +72,7 @@ DEFECTS: dict[str, Defect] = {
             "haproxy_rw_to_replica",
             "HAProxy's read-write port health-checks /replica: writes are routed to a replica",
             f"{_PATRONI}/test_patroni_topology.py::test_write_on_5000_is_visible_on_every_replica",
-            r"read-only transaction|lands on",
+            r"a write on 5000 lands on",
             ("postgres", "haproxy"),
             plant=patroni.rw_port_to_replicas,
             undo=patroni.restore_haproxy,

@@ -168,7 +168,7 @@ def test_every_member_holds_identical_data(pg: PatroniCluster) -> None:
     from each member itself. A difference left after 15 s is named (member, relation)."""
     leader = pg.leader()
     ep = pg.lb_endpoint("rw")
-    wait_for(lambda: ensure_table(ep) or True, 30, 0.5, "the writers' table through HAProxy")
+    wait_for(lambda: ensure_table(pg.member_endpoint(leader)) or True, 30, 0.5, "the writers' table")
     base = int(time.time() * 1000) * 1000
     with ep.connect() as conn:
         for i in range(50):
