@@ -457,3 +457,47 @@ def test_agrees_with_brute_force_on_small_arbitrary_histories(per_process):
         return
     h = hist(*ops)
     assert linearizable(h).valid is brute_force(h), linearizable(h).report()
+
+
+# -- many crashed writes pending at once (issue 12, item 3) ----------------------------------------------------
+def many_pending_info_writes(n=32, tail=()):
+    """``n`` writes of 1..n that all crash (half ``info``, half never completed) while running concurrently,
+    then sequential reads that see every other one of them, in a scrambled order (the rest are never seen)."""
+    ops = [("z", "write", 0, 0, 1, "ok")]
+    for i in range(1, n + 1):
+        ops.append((f"w{i}", "write", i, 2 + 0.01 * i, 3 if i % 2 else None, "info"))
+    seen = [i for i in range(1, n + 1) if i % 2 == 0]
+    random.Random(12).shuffle(seen)
+    t = 4
+    for v in seen:
+        ops.append(("r", "read", v, t, t + 1, "ok"))
+        t += 2
+    for p, f, v, dt0, dt1, outcome in tail:  # times relative to the end of the reads
+        ops.append((p, f, v, t + dt0, t + dt1, outcome))
+    return ops, seen
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["valid", "value_seen_twice", "stale_after_overwrite"],
+)
+def test_32_pending_info_writes_are_decided_within_5_s(case):
+    tail = {
+        "valid": (("r", "read", 0, 0, 1, "fail"),),  # a failed read constrains nothing
+        # an info write takes effect at most once: its value cannot come back after another was read
+        "value_seen_twice": None,
+        # a completed overwrite was read; a later read still sees one of the crashed writes' old values
+        "stale_after_overwrite": (("z", "write", 100, 0, 1, "ok"), ("r", "read", 100, 2, 3, "ok")),
+    }[case]
+    ops, seen = many_pending_info_writes(32, tail or ())
+    if case == "value_seen_twice":
+        ops.append(("r", "read", seen[0], 1000, 1001, "ok"))
+    if case == "stale_after_overwrite":
+        ops.append(("r", "read", seen[-1], 1000, 1001, "ok"))
+    h = hist(*ops)
+    t0 = time.monotonic()
+    r = linearizable(h, time_limit=10, shrink_time_limit=5)
+    t = time.monotonic() - t0
+    print(f"BENCH linearizable_32_pending_info_seconds={t:.3f} s ({case}: {r.valid}, steps={r.steps})")
+    assert r.valid is (case == "valid"), r.report()
+    assert t < 5, f"{t:.3f} s"
