@@ -457,3 +457,167 @@ def test_agrees_with_brute_force_on_small_arbitrary_histories(per_process):
         return
     h = hist(*ops)
     assert linearizable(h).valid is brute_force(h), linearizable(h).report()
+
+
+# -- many crashed writes pending at once (issue 12, item 3) ----------------------------------------------------
+def many_pending_info_writes(n=32, tail=()):
+    """``n`` writes of 1..n that all crash (half ``info``, half never completed) while running concurrently,
+    then sequential reads that see every other one of them, in a scrambled order (the rest are never seen)."""
+    ops = [("z", "write", 0, 0, 1, "ok")]
+    for i in range(1, n + 1):
+        ops.append((f"w{i}", "write", i, 2 + 0.01 * i, 3 if i % 2 else None, "info"))
+    seen = [i for i in range(1, n + 1) if i % 2 == 0]
+    random.Random(12).shuffle(seen)
+    t = 4
+    for v in seen:
+        ops.append(("r", "read", v, t, t + 1, "ok"))
+        t += 2
+    for p, f, v, dt0, dt1, outcome in tail:  # times relative to the end of the reads
+        ops.append((p, f, v, t + dt0, t + dt1, outcome))
+    return ops, seen
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["valid", "value_seen_twice", "stale_after_overwrite"],
+)
+def test_32_pending_info_writes_are_decided_within_5_s(case):
+    tail = {
+        "valid": (("r", "read", 0, 0, 1, "fail"),),  # a failed read constrains nothing
+        # an info write takes effect at most once: its value cannot come back after another was read
+        "value_seen_twice": None,
+        # a completed overwrite was read; a later read still sees one of the crashed writes' old values
+        "stale_after_overwrite": (("z", "write", 100, 0, 1, "ok"), ("r", "read", 100, 2, 3, "ok")),
+    }[case]
+    ops, seen = many_pending_info_writes(32, tail or ())
+    if case == "value_seen_twice":
+        ops.append(("r", "read", seen[0], 1000, 1001, "ok"))
+    if case == "stale_after_overwrite":
+        ops.append(("r", "read", seen[-1], 1000, 1001, "ok"))
+    h = hist(*ops)
+    t0 = time.monotonic()
+    r = linearizable(h, time_limit=10, shrink_time_limit=5)
+    t = time.monotonic() - t0
+    print(f"BENCH linearizable_32_pending_info_seconds={t:.3f} s ({case}: {r.valid}, steps={r.steps})")
+    assert r.valid is (case == "valid"), r.report()
+    assert t < 5, f"{t:.3f} s"
+
+
+def test_crashed_writes_nobody_saw_are_dropped():
+    """Reduction (a): 32 crashed writes whose values nothing observed cannot explain or hide anything."""
+    ops = [("z", "write", 0, 0, 1, "ok")]
+    ops += [(f"w{i}", "write", 100 + i, 2 + 0.01 * i, None, "info") for i in range(32)]
+    ops += [("r", "read", 0, 4 + 2 * i, 5 + 2 * i, "ok") for i in range(16)]
+    r = linearizable(hist(*ops), time_limit=10)
+    assert r.valid is True and r.steps < 100, r.report()
+    # ... and dropping them does not hide a violation: an acknowledged write lost
+    ops.append(("z", "write", 1, 40, 41, "ok"))
+    ops.append(("r", "read", 0, 42, 43, "ok"))
+    assert linearizable(hist(*ops), time_limit=10, shrink_time_limit=5).valid is False
+
+
+def test_crashed_write_only_a_cas_observed_is_kept():
+    """A cas that succeeded only because a crashed write took effect: valid (wrong if 'observed' meant reads)."""
+    assert verdict(
+        ("z", "write", 0, 0, 1, "ok"),
+        ("a", "write", 5, 2, None, "info"),  # no read ever returns 5
+        ("b", "cas", (5, 6), 4, 5, "ok"),
+        ("b", "read", 6, 6, 7, "ok"),
+    )
+    # ... and the same cas with no crashed write of 5 is a violation
+    assert verdict(("z", "write", 0, 0, 1, "ok"), ("b", "cas", (5, 6), 4, 5, "ok")) is False
+
+
+def test_crashed_write_and_crashed_cas_chain():
+    """Both crashed ops must have taken effect, in order, for the read: valid."""
+    assert verdict(
+        ("z", "write", 0, 0, 1, "ok"),
+        ("a", "write", 1, 2, None, "info"),
+        ("b", "cas", (1, 2), 3, 4, "info"),
+        ("c", "read", 2, 5, 6, "ok"),
+    )
+
+
+def test_crashed_write_invoked_after_its_reader_began():
+    """Reduction (b) pairs a crashed write with the read that saw it even when the read was invoked first."""
+    assert verdict(
+        ("z", "write", 0, 0, 1, "ok"),
+        ("b", "read", 1, 2, 10, "ok"),
+        ("a", "write", 1, 5, None, "info"),
+    )
+    # ... but never with a read that completed before the write began
+    assert (
+        verdict(
+            ("z", "write", 0, 0, 1, "ok"),
+            ("b", "read", 1, 2, 3, "ok"),
+            ("a", "write", 1, 5, None, "info"),
+        )
+        is False
+    )
+
+
+def test_crashed_writes_of_equal_values_each_take_effect_at_most_once():
+    """Equal-valued crashed writes are tried once per value at a time (symmetry), never merged into one."""
+    two = (
+        ("z", "write", 0, 0, 1, "ok"),
+        ("a", "write", 1, 2, None, "info"),
+        ("b", "write", 1, 2.5, None, "info"),
+        ("r", "read", 1, 3, 4, "ok"),
+        ("z", "write", 2, 5, 6, "ok"),
+        ("r", "read", 1, 7, 8, "ok"),
+    )
+    assert verdict(*two)
+    assert verdict(*two, ("z", "write", 2, 9, 10, "ok"), ("r", "read", 1, 11, 12, "ok")) is False
+    # the second crashed write begins only after the first read: still two effects available
+    late = (
+        ("z", "write", 0, 0, 1, "ok"),
+        ("a", "write", 1, 2, None, "info"),
+        ("r", "read", 1, 3, 4, "ok"),
+        ("z", "write", 2, 5, 6, "ok"),
+        ("b", "write", 1, 6.5, None, "info"),
+        ("r", "read", 1, 7, 8, "ok"),
+    )
+    assert verdict(*late)
+    # ... but not if the read of the second came before it was invoked
+    assert (
+        verdict(
+            ("z", "write", 0, 0, 1, "ok"),
+            ("a", "write", 1, 2, None, "info"),
+            ("r", "read", 1, 3, 4, "ok"),
+            ("z", "write", 2, 5, 6, "ok"),
+            ("r", "read", 1, 7, 8, "ok"),
+            ("b", "write", 1, 9, None, "info"),
+        )
+        is False
+    )
+
+
+crash_op = st.tuples(
+    st.sampled_from(["read", "read", "write", "write", "cas"]),
+    st.sampled_from([None, 1, 2]),
+    st.sampled_from([None, 1, 2]),
+    st.sampled_from(["ok", "info", "info", "fail"]),
+    st.integers(1, 4),  # gap before
+    st.integers(1, 6),  # duration
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(crash_op, min_size=1, max_size=3), min_size=1, max_size=3))
+def test_agrees_with_brute_force_with_many_crashed_ops(per_process):
+    """Mostly crashed writes and cas: the pairing and symmetry reductions agree with the definition."""
+    ops = []
+    for p, seq in enumerate(per_process):
+        t = p * 0.5
+        for n, (f, a, b, outcome, gap, dur) in enumerate(seq):
+            t0, t1 = t + gap, t + gap + dur
+            t = t1
+            if f == "read":
+                outcome = "ok" if outcome == "info" else outcome
+            value = (a, b) if f == "cas" else (a if f == "read" else (b if b is not None else 1))
+            never = outcome == "info" and n == len(seq) - 1 and gap % 2  # a process's last op may hang
+            ops.append((f"p{p}", f, value, t0, None if never else t1, outcome))
+    if len(ops) > 8:
+        return
+    h = hist(*ops)
+    assert linearizable(h).valid is brute_force(h), linearizable(h).report()

@@ -2,8 +2,9 @@
 
 The search is Wing & Gong's, with Lowe's refinements ("Testing for linearizability", 2017) as Porcupine and
 Knossos' WGL checker use them: the history becomes a time-ordered list of call and return entries; the
-search linearizes the earliest call it can, lifts it out of the list and starts again from the head;
-reaching a return whose call has not been linearized means the last choice was wrong, so it backtracks.
+search linearizes a call ahead of the first remaining return (an op nothing still pending must precede),
+earliest first, lifts it out of the list and starts again from the head; when no call ahead of that
+return can be linearized the last choice was wrong, so it backtracks.
 Every (set of linearized ops, register value) configuration reached is remembered, so no configuration is
 explored twice (the just-in-time memoization that makes WGL practical).
 
@@ -19,6 +20,12 @@ What each completion means (Jepsen's model, see :mod:`gauntlet.history`):
   optional operations. An optional write or cas whose new value no read returned and no cas expected
   is dropped too: taking effect could never help explain any result, so dropping it cannot hide a
   violation (and it keeps the search from trying every subset of timed-out writes).
+- An optional write whose value *was* observed is still never linearized on its own: it completes at
+  +infinity, so in any linearization it can be moved later up to the op right after it, and dropped if
+  that op does not observe its value. The search therefore linearizes it only as a pair with a read
+  returning its value (or a cas expecting it) when the register does not already hold that value, and
+  of several pending crashed writes of one value only the earliest (they are interchangeable). This
+  keeps dozens of crashed writes pending at once from being tried in every subset and order.
 
 The search is bounded by a step count and a time budget; when either runs out the verdict is
 ``None`` ("unknown"): never a pass that was not proven. A non-linearizable key is reported with the
@@ -225,8 +232,20 @@ class _Entry:
         self.next: _Entry | None = None
 
 
+def _observes(op: RegisterOp) -> Any:
+    """The value ``op`` requires the register to hold (a read's result, a cas' expected value)."""
+    return op.value if op.f == "read" else op.value[0]
+
+
 def _search(ops: Sequence[RegisterOp], initial: Any, budget: _Budget) -> bool | None:
-    """WGL search over one key: True (linearizable), False (not), None (budget exhausted)."""
+    """WGL search over one key: True (linearizable), False (not), None (budget exhausted).
+
+    The entries form a time-ordered list of calls and returns; the calls ahead of the first remaining
+    return are the *minimal* ops, those that may take effect next. Each configuration (set of linearized
+    ops, register value) is expanded once (memoized). An optional (crashed) write is never linearized on
+    its own: only as a pair with an op that observes its value right after it (see ``moves`` below),
+    which is what keeps many crashed writes pending at once from being tried in every subset and order.
+    """
     if not ops:
         return True
     # Time-ordered events; at equal times calls go first (treating touching ops as concurrent is the
@@ -263,48 +282,89 @@ def _search(ops: Sequence[RegisterOp], initial: Any, budget: _Budget) -> bool | 
             if e.next is not None:
                 e.next.prev = e
 
+    def moves(state: Any) -> list[tuple[tuple[_Entry, ...], Any]]:
+        """What may be linearized next from ``state``: (entries to lift, new state), earliest call first.
+
+        Sound and complete for the register (any linearization can be normalized into these moves):
+
+        - an optional write is completed at +infinity, so it can always be moved later in an order, up to
+          the op right after it; if that op does not observe its value (another write, or nothing), the
+          optional write can be dropped instead. So it only ever needs to be linearized immediately
+          before a read returning its value or a cas expecting it, as a pair, and only when the register
+          does not already hold that value (else dropping it changes nothing).
+        - two minimal optional writes of the same value are interchangeable from here on (nothing must
+          precede either any more, and nothing must follow either), so only the earliest is tried.
+        """
+        minimal: list[_Entry] = []
+        e = head.next
+        while e is not None and e.match is not None:
+            minimal.append(e)
+            e = e.next
+        pending: dict[Any, _Entry] = {}  # value -> earliest minimal optional write of that value
+        for c in minimal:
+            o = c.op
+            assert o is not None
+            if o.f == "write" and o.optional:
+                pending.setdefault(o.value, c)
+        out: list[tuple[tuple[_Entry, ...], Any]] = []
+        for c in minimal:
+            o = c.op
+            assert o is not None
+            if o.f == "write" and o.optional:
+                continue
+            allowed, new_state = _step(state, o)
+            if allowed:
+                out.append(((c,), new_state))
+                continue
+            w = pending.get(_observes(o))
+            if w is not None:
+                out.append(((w, c), _step(_observes(o), o)[1]))
+        return out
+
     bit = {o.id: 1 << i for i, o in enumerate(ops)}
     required = sum(1 for o in ops if not o.optional)
     linearized = 0
     state = initial
     cache: set[tuple[int, Any]] = set()
-    stack: list[tuple[_Entry, Any]] = []
-    entry = head.next
-    while True:
-        if required == 0:
-            return True
+    frames: list[tuple[list[tuple[tuple[_Entry, ...], Any]], int]] = []  # (moves, next one to try)
+    undo: list[tuple[tuple[_Entry, ...], Any]] = []  # (entries lifted, state before them)
+    if required == 0:
+        return True
+    frames.append((moves(state), 0))
+    while frames:
         budget.steps += 1
         if budget.steps >= budget.max_steps or (budget.steps % 4096 == 0 and budget.exhausted()):
             return None
-        assert entry is not None, "a required op's return is always ahead of the scan"
-        op = entry.op
-        assert op is not None
-        if entry.match is not None:  # a call: try to linearize it here
-            allowed, new_state = _step(state, op)
-            if allowed:
-                new_lin = linearized | bit[op.id]
-                config = (new_lin, new_state)
-                if config not in cache:
-                    cache.add(config)
-                    stack.append((entry, state))
-                    state, linearized = new_state, new_lin
-                    lift(entry)
-                    if not op.optional:
-                        required -= 1
-                    entry = head.next
-                    continue
-            entry = entry.next
-        else:  # a return whose call is not linearized: undo the last choice
-            if op.optional:  # only reachable with no required op left; kept for safety
-                return True
-            if not stack:
-                return False
-            call, state = stack.pop()
-            linearized ^= bit[call.op.id]  # type: ignore[union-attr]
-            unlift(call)
-            if not call.op.optional:  # type: ignore[union-attr]
-                required += 1
-            entry = call.next
+        options, i = frames[-1]
+        if i == len(options):  # every move from here fails: undo the move that led here
+            frames.pop()
+            if undo:
+                entries, state = undo.pop()
+                for c in reversed(entries):
+                    unlift(c)
+                    linearized ^= bit[c.op.id]  # type: ignore[union-attr]
+                    if not c.op.optional:  # type: ignore[union-attr]
+                        required += 1
+            continue
+        frames[-1] = (options, i + 1)
+        entries, new_state = options[i]
+        new_lin = linearized
+        for c in entries:
+            new_lin |= bit[c.op.id]  # type: ignore[union-attr]
+        config = (new_lin, new_state)
+        if config in cache:
+            continue
+        cache.add(config)
+        undo.append((entries, state))
+        for c in entries:
+            lift(c)
+            if not c.op.optional:  # type: ignore[union-attr]
+                required -= 1
+        state, linearized = new_state, new_lin
+        if required == 0:
+            return True
+        frames.append((moves(state), 0))
+    return False
 
 
 def register_ops(
