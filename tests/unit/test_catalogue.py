@@ -24,6 +24,7 @@ EXPECTED = {
     "pause",
     "restart",
     "isolate",
+    "isolate_from_peers",
     "partition",
     "latency",
     "loss",
@@ -129,6 +130,19 @@ def test_isolate_is_recorded_as_isolate_not_partition() -> None:
     assert any("-s 10.0.0.1" in c and "DROP" in c for c in cluster["n2"].commands)
 
 
+def test_isolate_from_peers_keeps_the_load_balancers() -> None:
+    """The leader loses its peers and the DCS, not the load balancer its clients come through."""
+    n, cluster, history = nemesis()
+    cluster.hosts["lb"] = FakeHost("lb", "10.0.0.9", groups=frozenset({"haproxy"}))
+    with catalogue.get("isolate_from_peers").apply(n, "n1"):
+        pass
+    start = history.faults()[0]
+    assert start.f == "isolate_from_peers:start"
+    assert start.value == {"side_a": ["n1"], "side_b": ["n2", "n3"]}
+    assert not any("10.0.0.9" in c for c in cluster["n1"].commands), cluster["n1"].commands
+    assert not cluster["lb"].commands
+
+
 def test_switchover_posts_to_the_leaders_api_and_fails_loudly_on_refusal() -> None:
     n, _, history = nemesis()
     api = FakeAPI()
@@ -217,7 +231,7 @@ def test_the_patroni_failover_ids_stay_the_fault_names_they_were() -> None:
     """Its ids come from the catalogue (the outage faults): a catalogue change must not rename them."""
     found = _fault_parametrizations()
     ids = found["test_patroni_failover.py::test_failover_under_fault_loses_no_acknowledged_write"]
-    assert ids == ["kill", "crash", "pause", "isolate"]
+    assert ids == ["kill", "crash", "pause", "isolate", "isolate_from_peers"]
 
 
 def test_randomized_schedules_draw_catalogue_faults() -> None:
