@@ -143,6 +143,59 @@ def test_a_run_that_checked_nothing_holds_no_promise(tmp_path):
     assert "NOTHING CHECKED" in page and "Not every promise held" in page
 
 
+def _passing_run(directory):
+    directory.mkdir()
+    (directory / "junit.xml").write_text(
+        '<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="1">'
+        '<testcase classname="t" name="test_a" time="1"/></testsuite></testsuites>'
+    )
+
+
+def test_report_shows_the_proof_table(tmp_path):
+    """Defect, check, caught, passes again, seconds: every defect caught keeps the run green."""
+    run = tmp_path / "default"
+    _passing_run(run)
+    rows = [
+        {
+            "defect": "haproxy_rw_to_replica",
+            "check": "t::test_a",
+            "planted": True,
+            "caught": True,
+            "reason_matched": True,
+            "restored": True,
+            "seconds": 14.0,
+            "detail": "lands on pgha3",
+        },
+    ]
+    (run / "proof.json").write_text(json.dumps(rows))
+    page = build_report(tmp_path).read_text()
+    assert "Planted-defect proof: 1 of 1 planted defects caught" in page
+    assert "haproxy_rw_to_replica" in page and "lands on pgha3" in page
+    assert "Every promise held" in page
+
+
+def test_a_missed_defect_breaks_the_run(tmp_path):
+    """Green checks that did not catch a planted defect are not trusted: the run holds no promise."""
+    run = tmp_path / "default"
+    _passing_run(run)
+    rows = [
+        {
+            "defect": "cache_no_invalidation",
+            "check": "t::test_a",
+            "planted": True,
+            "caught": False,
+            "reason_matched": False,
+            "restored": True,
+            "seconds": 9.0,
+            "detail": "passed with the defect",
+        },
+    ]
+    (run / "proof.json").write_text(json.dumps(rows))
+    page = build_report(tmp_path).read_text()
+    assert "0 of 1 planted defects caught" in page and "MISSED" in page
+    assert "Not every promise held" in page
+
+
 def test_empty_report_says_nothing_was_tested(tmp_path):
     assert "nothing was tested" in build_report(tmp_path).read_text()
 

@@ -63,7 +63,7 @@ def render_promises(run: Run) -> str:
     ]
     faults, promises = promise_matrix(run.checks)
     if not promises:
-        return "\n".join(out)
+        return "\n".join([*out, render_proof(run)])
     out.append('<table class="promises"><tr><th>promise</th>')
     out.extend(f"<th>{_e(f)}</th>" for f in faults)
     out.append("</tr>")
@@ -78,6 +78,7 @@ def render_promises(run: Run) -> str:
             out.append(f'<td class="{v}" title="{_e(msg)}">{v}</td>')
         out.append("</tr>")
     out.append("</table>")
+    out.append(render_proof(run))
     broken = [ch for ch in run.checks if ch.verdict in ("failed", "error")]
     if broken:
         out.append("<table><tr><th>broken</th><th>why</th></tr>")
@@ -86,6 +87,30 @@ def render_promises(run: Run) -> str:
                 f'<tr class="broken"><td>{_e(ch.name)}</td><td><pre>{_e(ch.message[:600])}</pre></td></tr>'
             )
         out.append("</table>")
+    return "\n".join(out)
+
+
+def render_proof(run: Run) -> str:
+    """The planted-defect proof: defect, the check that names it, caught or not, restored, seconds."""
+    if not run.proof:
+        return ""
+    caught = sum(1 for r in run.proof if r.get("caught"))
+    ok = caught == len(run.proof) and all(r.get("restored") for r in run.proof)
+    out = [
+        f'<p class="{"verdict-ok" if ok else "verdict-bad"}">Planted-defect proof: {caught} of '
+        f"{len(run.proof)} planted defects caught by the check that names them"
+        f"{'' if ok else ' (caught must equal planted)'}</p>",
+        "<table class='proof'><tr><th>defect</th><th>check</th><th>caught</th><th>passes again</th>"
+        "<th>seconds</th><th>why</th></tr>",
+    ]
+    for r in run.proof:
+        cls = "passed" if r.get("caught") and r.get("restored") else "failed"
+        out.append(
+            f'<tr class="{cls}"><td>{_e(r["defect"])}</td><td>{_e(r["check"])}</td>'
+            f"<td>{'caught' if r.get('caught') else 'MISSED'}</td><td>{'yes' if r.get('restored') else 'NO'}</td>"
+            f"<td>{r.get('seconds', 0):.0f}</td><td><pre>{_e(str(r.get('detail', ''))[:300])}</pre></td></tr>"
+        )
+    out.append("</table>")
     return "\n".join(out)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from gauntlet.history import History
 
-RUN_MARKERS = ("junit.xml", "bench.jsonl", "topology.json", "histories")
+RUN_MARKERS = ("junit.xml", "bench.jsonl", "topology.json", "histories", "proof.json")
 NS = 1_000_000_000
 
 # The report's figure panels: (id, title, unit, name fragments). A bench figure belongs to the first panel
@@ -57,6 +57,8 @@ class Run:
     figures: list[dict[str, Any]] = field(default_factory=list)
     histories: dict[str, History] = field(default_factory=dict)
     topology: dict[str, Any] | None = None
+    # The planted-defect proof of this run's topology (gauntlet prove: proof.json), one row per defect.
+    proof: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -80,8 +82,10 @@ class Run:
 
     @property
     def ok(self) -> bool:
+        """No check failed, and every planted defect of its proof (if any) was caught and undone."""
         counts = self.counts
-        return counts["failed"] == 0 and counts["error"] == 0
+        proven = all(r.get("caught") and r.get("restored") for r in self.proof)
+        return counts["failed"] == 0 and counts["error"] == 0 and proven
 
 
 def read_junit(path: Path) -> list[Check]:
@@ -126,6 +130,9 @@ def read_run(directory: Path, name: str | None = None) -> Run:
             if h.ops:
                 run.histories[p.stem] = h
     run.figures += election_figures(run.histories)
+    proof = directory / "proof.json"
+    if proof.exists():
+        run.proof = list(json.loads(proof.read_text()))
     topo = directory / "topology.json"
     if topo.exists():
         run.topology = json.loads(topo.read_text())
