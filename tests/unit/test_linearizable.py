@@ -481,7 +481,7 @@ def many_pending_info_writes(n=32, tail=()):
     "case",
     ["valid", "value_seen_twice", "stale_after_overwrite"],
 )
-def test_32_pending_info_writes_are_decided_within_5_s(case):
+def test_32_pending_info_writes_are_decided_within_5_s(case, bench):
     tail = {
         "valid": (("r", "read", 0, 0, 1, "fail"),),  # a failed read constrains nothing
         # an info write takes effect at most once: its value cannot come back after another was read
@@ -498,7 +498,9 @@ def test_32_pending_info_writes_are_decided_within_5_s(case):
     t0 = time.monotonic()
     r = linearizable(h, time_limit=10, shrink_time_limit=5)
     t = time.monotonic() - t0
-    print(f"BENCH linearizable_32_pending_info_seconds={t:.3f} s ({case}: {r.valid}, steps={r.steps})")
+    bench.record(
+        "linearizable_32_pending_info_seconds", round(t, 4), "s", case=case, valid=r.valid, steps=r.steps
+    )
     assert r.valid is (case == "valid"), r.report()
     assert t < 5, f"{t:.3f} s"
 
