@@ -58,10 +58,11 @@ phase converge molecule converge -s "$name"
 # Stream the checks as they run (the verify playbook itself prints only the end).
 tail -n 0 -F "$GAUNTLET_VERIFY_LOG" 2>/dev/null & tailer=$!
 GAUNTLET_VERIFY_STREAMED=1 phase verify molecule verify -s "$name"
-kill "$tailer" 2>/dev/null; tailer=
-# The planted-defect proof (molecule/_shared/prove.yml, Molecule's side effect) of a topology that names one.
+# The planted-defect proof (molecule/_shared/prove.yml, Molecule's side effect) of a topology that names one;
+# its lines stream through the same file.
 if [ "$prove" = 1 ] && [ -n "$(python -m gauntlet.topologies proof "$name")" ]; then
-  phase prove molecule side-effect -s "$name"
+  GAUNTLET_VERIFY_STREAMED=1 phase prove molecule side-effect -s "$name"
 fi
+kill "$tailer" 2>/dev/null; tailer=
 [ "$keep" = 1 ] || phase destroy molecule destroy -s "$name"
 echo "BENCH molecule_test_${name}_seconds=$(( $(date +%s) - t_all )) s"

@@ -193,13 +193,21 @@ def prove(
         raise click.ClickException("no defect to plant: a proof that plants nothing proves nothing")
     name = topology or Path(source).name
     out = Path(report_dir or os.environ.get("GAUNTLET_REPORT_DIR") or Path("report") / name).resolve()
-    rows = proof.prove(cluster, chosen, proof.pytest_runner(source, out), log=click.echo)
+    stream = os.environ.get("GAUNTLET_VERIFY_LOG")  # scripts/scenario.sh streams this file as it grows
+
+    def log(line: str) -> None:
+        click.echo(line)
+        if stream:
+            with open(stream, "a") as fh:
+                fh.write(f"prove: {line}\n")
+
+    rows = proof.prove(cluster, chosen, proof.pytest_runner(source, out), log=log)
     click.echo(f"proof: {proof.write_proof(out, rows)}")
     bench = Bench(out / "bench.jsonl")
     bench.record("fidelity_planted", len(rows), "defects", topology=name)
     bench.record("fidelity_caught", sum(1 for r in rows if r.caught), "defects", topology=name)
     for line in proof.bench_lines(rows):
-        click.echo(line)
+        log(line)
     failed = [r.defect for r in rows if not r.held]
     if failed:
         raise click.ClickException(f"proof failed for {', '.join(failed)}: caught must equal planted")
