@@ -32,7 +32,13 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _config(node: str, data: Path, ports: dict[str, tuple[int, int]], password: str | None = "s3cret") -> str:
+def _config(
+    node: str,
+    data: Path,
+    ports: dict[str, tuple[int, int]],
+    password: str | None = "s3cret",
+    read_mode: str | None = None,
+) -> str:
     lines = [
         f'node_id = "{node}"',
         f'data_dir = "{data}"',
@@ -45,6 +51,8 @@ def _config(node: str, data: Path, ports: dict[str, tuple[int, int]], password: 
     lines += ["[raft]", "commit_timeout = 2.0"]
     if password:
         lines.append(f'password = "{password}"')
+    if read_mode is not None:
+        lines.append(f'read_mode = "{read_mode}"')
     return "\n".join(lines) + "\n"
 
 
@@ -59,13 +67,13 @@ def _run(config: Path) -> subprocess.Popen:
 
 
 class Local:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, read_mode: str | None = None) -> None:
         ports = _free_ports(6)
         self.ports = {f"n{i}": (ports[2 * i], ports[2 * i + 1]) for i in range(3)}
         self.configs = {}
         for n in self.ports:
             path = tmp / f"{n}.toml"
-            path.write_text(_config(n, tmp / f"data-{n}", self.ports))
+            path.write_text(_config(n, tmp / f"data-{n}", self.ports, read_mode=read_mode))
             self.configs[n] = path
         self.procs = {n: _run(c) for n, c in self.configs.items()}
 
@@ -81,13 +89,23 @@ class Local:
         self.procs[n] = _run(self.configs[n])
 
 
-@pytest.fixture
-def local(tmp_path: Path) -> Iterator[Local]:
-    lc = Local(tmp_path)
+def _local(tmp: Path, read_mode: str | None = None) -> Iterator[Local]:
+    lc = Local(tmp, read_mode)
     yield lc
     for p in lc.procs.values():
         p.kill()
         p.wait(10)
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[Local]:
+    yield from _local(tmp_path)
+
+
+@pytest.fixture
+def local_reads(tmp_path: Path) -> Iterator[Local]:
+    """A local cluster whose members answer ordinary GETs from their own copy (read_mode = "local")."""
+    yield from _local(tmp_path, "local")
 
 
 def test_config_errors_say_what_to_fix(tmp_path: Path) -> None:
@@ -115,10 +133,36 @@ def test_config_errors_say_what_to_fix(tmp_path: Path) -> None:
     assert r.returncode == 2 and "password" in r.stderr
 
 
+def test_read_mode_is_linearizable_or_local_and_anything_else_is_one_clear_error(tmp_path: Path) -> None:
+    ports = {"n0": (1, 2)}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+
+    def check(read_mode: str | None) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / f"{read_mode}.toml"
+        path.write_text(_config("n0", tmp_path, ports, read_mode=read_mode))
+        return subprocess.run(
+            [sys.executable, "-m", "raftkv", "-c", str(path), "--check"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    for ok in (None, "linearizable", "local"):
+        r = check(ok)
+        assert r.returncode == 0, r.stderr
+    r = check("eventual")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"raftkv: {tmp_path / 'eventual.toml'} [raft] read_mode must be linearizable or local, not 'eventual'"
+    ]
+
+
 def test_local_cluster_crud_classification_and_durability(local: Local) -> None:
     history = History()
     kv = RaftKVClient(local.members(), tls=False, timeout=5, retry_for=5, history=history)
     kv.wait_for_ready(30)
+    assert {kv.status(n)["read_mode"] for n in ("n0", "n1", "n2")} == {"linearizable"}
     kv.put("a", "1", member="n1")
     assert [kv.get("a", member=n) for n in ("n0", "n1", "n2")] == ["1", "1", "1"]
     kv.cas("a", "1", "2", member="n2")
@@ -139,6 +183,9 @@ def test_local_cluster_crud_classification_and_durability(local: Local) -> None:
     with pytest.raises(Fail):
         kv.put("b", "lost", member=lone, retry_for=0)
     assert [o.type for o in history.ops if o.value == "lost"] == ["invoke", "fail"]
+    # and a linearizable read there is refused too: it needs the majority to order it
+    with pytest.raises(Fail):
+        kv.get("b", member=lone, retry_for=0)
     # everyone back: the data survived on disk, the refused write is nowhere
     for n in ("n0", "n1", "n2"):
         if n != lone:
@@ -147,3 +194,19 @@ def test_local_cluster_crud_classification_and_durability(local: Local) -> None:
     assert [kv.get("b", member=n) for n in ("n0", "n1", "n2")] == ["kept"] * 3
     result = linearizable(history)
     assert result.valid is True, result.report()
+
+
+def test_local_read_mode_serves_a_members_own_copy_without_the_majority(local_reads: Local) -> None:
+    """read_mode = "local": an ordinary GET on a member alone answers from its copy (not linearizable: the
+    defect raftkv_local_reads plants), where the default read mode refuses it."""
+    kv = RaftKVClient(local_reads.members(), tls=False, timeout=5, retry_for=5)
+    kv.wait_for_ready(30)
+    assert {kv.status(n)["read_mode"] for n in ("n0", "n1", "n2")} == {"local"}
+    kv.put("a", "1", member="n1")
+    wait_for(lambda: kv.get("a", member="n0") == "1", 10, 0.05, "n0 applying the write")
+    local_reads.stop("n1")
+    local_reads.stop("n2")
+    wait_for(lambda: not kv.health("n0")[0], 15, 0.1, "the lone member noticing it lost the majority")
+    assert kv.get("a", member="n0", retry_for=0) == "1"
+    with pytest.raises(Fail):
+        kv.put("a", "2", member="n0", retry_for=0)  # writes still need the majority

@@ -2,6 +2,7 @@
 
     PUT    /kv/<key>            body = the value (UTF-8 text)           -> 200 {"key", "value", "previous"}
     GET    /kv/<key>            linearizable read (through the Raft log) -> 200 {"key", "value"} | 404
+                                (this node's local copy with [raft] read_mode = "local")
     GET    /kv/<key>?stale=1    this node's local copy, may be stale     -> 200 | 404
     DELETE /kv/<key>                                                     -> 200 {"key", "deleted"}
     POST   /cas/<key>           {"expect": old | null, "value": new}     -> 200 swapped | 409 {"current"}
@@ -112,13 +113,14 @@ class Handler(BaseHTTPRequestHandler):
         store = self.server.store
         if kind == "kv" and key is not None:
             stale = query.get("stale", ["0"])[0] not in ("0", "false", "")
+            local = stale or store.config.raft.read_mode == "local"
             res = self._run(lambda: {"value": store.read(key, stale=stale)})
             if res is None:
                 return
             if res["value"] is None:
                 self._send(HTTPStatus.NOT_FOUND, {"key": key, "value": None, "error": "not found"})
             else:
-                self._send(HTTPStatus.OK, {"key": key, "value": res["value"], "stale": stale})
+                self._send(HTTPStatus.OK, {"key": key, "value": res["value"], "stale": local})
         elif kind == "/health":
             healthy, why = store.health()
             status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE

@@ -34,6 +34,7 @@ Example (every key the server reads; the role fills ``node_id``, ``data_dir``, `
     heartbeat_interval = 0.1
     connection_timeout = 2.0      # no data from a peer for this long: the connection is dead
     leader_fallback_timeout = 2.0 # a leader without a majority for this long steps down
+    read_mode = "linearizable"    # linearizable | local: "local" answers every GET from this node's copy
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+#: ``[raft] read_mode``: what an ordinary (non-stale) GET does.
+READ_MODES = ("linearizable", "local")
 
 
 class ConfigError(ValueError):
@@ -81,6 +85,9 @@ class RaftConfig:
     log_compaction_min_entries: int = 5000
     log_compaction_min_time: float = 300.0
     allow_unencrypted_peers: bool = False
+    # "linearizable": a GET is a Raft log entry (the default). "local": every GET answers from this node's
+    # applied copy as ?stale=1 does -- faster, but a member cut off from the majority serves old values.
+    read_mode: str = "linearizable"
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,10 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
     if unknown:
         raise ConfigError(f"{source} [raft]: unknown keys {sorted(unknown)} (known: {sorted(known)})")
     raft = RaftConfig(password=password or None, **raft_raw)
+    if raft.read_mode not in READ_MODES:
+        raise ConfigError(
+            f"{source} [raft] read_mode must be {' or '.join(READ_MODES)}, not {raft.read_mode!r}"
+        )
     if not raft.election_timeout_min > 3 * raft.heartbeat_interval:
         raise ConfigError(f"{source} [raft]: election_timeout_min must exceed 3 x heartbeat_interval")
     if not raft.election_timeout_max > raft.election_timeout_min:

@@ -162,7 +162,9 @@ class Store:
         return self._apply(self.kv.cas, key, expect, value)
 
     def read(self, key: str, stale: bool = False) -> str | None:
-        if stale:
+        """The value of ``key``: through the log, or this node's copy when ``stale`` or ``read_mode`` is
+        ``local`` (then a member cut off from the majority still answers, with what it last applied)."""
+        if stale or self.config.raft.read_mode == "local":
             return self.kv.local_read(key)
         return self._apply(self.kv.read, key)["value"]
 
@@ -200,6 +202,7 @@ class Store:
             "members": members,
             "keys": len(self.kv.data),
             "peer_encryption": self.config.raft.password is not None,
+            "read_mode": self.config.raft.read_mode,
         }
 
     def health(self) -> tuple[bool, str]:
