@@ -28,7 +28,7 @@ from checklib.custom import (
 from gauntlet.bench import wait_for
 from gauntlet.checkers import linearizable
 from gauntlet.checkers.availability import recovery_time
-from gauntlet.clients.base import Fail, Info
+from gauntlet.clients.base import ClientError, Fail, Info
 from gauntlet.clients.raftkv import RaftKVClient
 from gauntlet.cluster import Cluster
 from gauntlet.history import History
@@ -263,30 +263,35 @@ def test_latency_on_the_leader_still_serves(
     assert_linearizable(history)
 
 
-def test_checker_catches_stale_reads_from_a_cut_off_member(
+def test_cut_off_follower_serves_no_stale_read(
     cluster: Cluster, admin: RaftKVClient, history: History, nemesis: Nemesis
 ) -> None:
-    """Negative control on the real cluster: local (stale) reads of a member cut off from the others,
-    recorded as if they were linearizable reads, must be rejected with the offending read shown."""
+    """A follower cut off from its peers while the majority acknowledges a new value: an ordinary read of
+    that key on the cut-off member (recorded in the history) must not return the old value. It fails or
+    times out (it cannot order the read without the majority); the history stays linearizable."""
     lead = leader(cluster, admin)
     follower = next(h for h in cluster.group(GROUP) if h.name != lead.name)
-    (key,) = fresh_keys("stale-control")
+    (key,) = fresh_keys("cut-off-read")
     kv = client(cluster, history).for_process("writer")
     put_until_ok(kv, key, "old", member=lead.name)
     wait_for(
         lambda: admin.get(key, member=follower.name, stale=True) == "old", 10, 0.05, "the follower's copy"
     )
+    # one attempt, bounded: the server's commit_timeout (3 s) answers 504 before the client gives up
+    reader = client(cluster, history, retry_for=0, timeout=5.0).for_process("cut-off-reader")
     with nemesis.isolate(follower):
         put_until_ok(kv, key, "new", member=lead.name)  # acknowledged by the majority
-        invoked = history.invoke("stale-reader", "read", None, key=key)
-        seen = admin.get(key, member=follower.name, stale=True)
-        history.complete(invoked, "ok", value=seen)
-    assert seen == "old", f"the cut-off member already had {seen!r}: the control could not be made"
+        try:
+            seen: str | None = reader.get(key, member=follower.name)
+            outcome = f"answered {seen!r}"
+        except ClientError as exc:
+            outcome = f"{'refused' if exc.definite else 'no answer'}: {exc}"
+    print(f"the cut-off {follower.name}'s read of {key}: {outcome}")
     result = linearizable(history)
-    assert result.valid is False, result.report()
-    (failure,) = result.failures
-    assert failure.culprit is not None and failure.culprit.process == "stale-reader", failure.report()
-    print(result.report())
+    assert result.valid is True, (
+        f"the cut-off {follower.name} served a stale read ({outcome}) after the majority acknowledged "
+        f"'new':\n{result.report()}"
+    )
 
 
 # -- randomized fault schedules ------------------------------------------------------------------------------
