@@ -1,5 +1,7 @@
 """TLS of the custom server's client API: server certificates from the cluster CA, client certificates
-required (mTLS): no certificate, or one from a foreign CA, gets no answer; peer traffic is encrypted."""
+required (mTLS): no certificate, or one from a foreign CA, gets no answer; peer traffic is encrypted.
+Every refusal is shown next to the correct client being served by the same endpoint: a member that is down
+refuses everyone, and must fail these checks, not pass them."""
 
 from __future__ import annotations
 
@@ -32,13 +34,31 @@ def _get(host: Host, port: int, ctx: ssl.SSLContext, path: str = "/health") -> t
         conn.close()
 
 
-def _refused(host: Host, port: int, ctx: ssl.SSLContext) -> str:
-    """The error a request got; fails the check if the server answered at all."""
+def _trusted(cluster: Cluster) -> ssl.SSLContext:
+    """The correct client: it trusts the cluster CA and presents the tests' client certificate."""
+    crt, key = cluster.client_cert()
+    ctx = ssl.create_default_context(cafile=str(cluster.ca_cert))  # verifies chain AND the IP SAN
+    ctx.load_cert_chain(str(crt), str(key))
+    return ctx
+
+
+def _served(host: Host, port: int, ctx: ssl.SSLContext) -> None:
+    """The correct client is served on this endpoint: a refusal next to it is the server's choice, not a
+    member that is down (which would refuse everyone and pass every refusal check)."""
+    try:
+        status, body = _get(host, port, ctx)
+    except (ssl.SSLError, ConnectionError, http.client.HTTPException, OSError) as exc:
+        pytest.fail(f"{host.name}:{port} does not serve the correct client: {type(exc).__name__}: {exc}")
+    assert status == 200, f"{host.name}:{port} answered the correct client with HTTP {status} {body}"
+
+
+def _refused(host: Host, port: int, ctx: ssl.SSLContext, accepted: str) -> str:
+    """The error a request got; fails the check with "<host> <accepted>: ..." if the server answered."""
     try:
         status, body = _get(host, port, ctx)
     except (ssl.SSLError, ConnectionError, http.client.HTTPException, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"
-    pytest.fail(f"{host.name} answered HTTP {status} {body} to a client it must refuse")
+    pytest.fail(f"{host.name} {accepted}: it answered HTTP {status} {body}")
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +68,8 @@ def foreign(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
 
 def test_server_certificate_is_from_the_cluster_ca_and_names_the_host(cluster: Cluster) -> None:
     port = _port(cluster)
-    crt, key = cluster.client_cert()
     for host in cluster.group(GROUP):
-        ctx = ssl.create_default_context(cafile=str(cluster.ca_cert))  # verifies chain AND the IP SAN
-        ctx.load_cert_chain(str(crt), str(key))
-        status, body = _get(host, port, ctx)
-        assert status == 200, body
+        _served(host, port, _trusted(cluster))
 
 
 def test_server_is_not_trusted_by_a_client_of_another_ca(cluster: Cluster, foreign) -> None:
@@ -61,28 +77,39 @@ def test_server_is_not_trusted_by_a_client_of_another_ca(cluster: Cluster, forei
     crt, key = cluster.client_cert()
     ctx = ssl.create_default_context(cafile=str(foreign_ca))
     ctx.load_cert_chain(str(crt), str(key))
+    port = _port(cluster)
     for host in cluster.group(GROUP):
-        with pytest.raises(ssl.SSLCertVerificationError):
-            _get(host, _port(cluster), ctx)
+        _served(host, port, _trusted(cluster))
+        try:
+            status, _ = _get(host, port, ctx)
+        except ssl.SSLCertVerificationError:
+            continue
+        pytest.fail(f"{host.name}'s certificate was trusted by a client of another CA (HTTP {status})")
 
 
 def test_client_without_certificate_is_refused(cluster: Cluster) -> None:
     ctx = ssl.create_default_context(cafile=str(cluster.ca_cert))
+    port = _port(cluster)
     for host in cluster.group(GROUP):
-        print(host.name, _refused(host, _port(cluster), ctx))
+        _served(host, port, _trusted(cluster))
+        print(host.name, _refused(host, port, ctx, "accepted a client without a certificate"))
 
 
 def test_client_certificate_from_a_foreign_ca_is_refused(cluster: Cluster, foreign) -> None:
     _, crt, key = foreign  # same common name as the tests' client: only the issuer differs
     ctx = ssl.create_default_context(cafile=str(cluster.ca_cert))
     ctx.load_cert_chain(str(crt), str(key))
+    port = _port(cluster)
     for host in cluster.group(GROUP):
-        print(host.name, _refused(host, _port(cluster), ctx))
+        _served(host, port, _trusted(cluster))
+        print(host.name, _refused(host, port, ctx, "accepted a client certificate from a foreign CA"))
 
 
 def test_plain_http_gets_no_answer(cluster: Cluster) -> None:
+    port = _port(cluster)
     for host in cluster.group(GROUP):
-        conn = http.client.HTTPConnection(host.address, _port(cluster), timeout=5)
+        _served(host, port, _trusted(cluster))
+        conn = http.client.HTTPConnection(host.address, port, timeout=5)
         try:
             conn.request("GET", "/health")
             resp = conn.getresponse()
@@ -98,9 +125,11 @@ def test_peer_traffic_is_encrypted_and_rejects_strangers(cluster: Cluster) -> No
     kv = client(cluster)
     peer_port = int(cluster.setting("custom_server_peer_port", GROUP))
     for host in cluster.group(GROUP):
-        assert kv.status(host.name).get("peer_encryption") is True, (
-            f"{host.name} runs unencrypted peer traffic"
-        )
+        status = kv.status(host.name)
+        assert status.get("peer_encryption") is True, f"{host.name} runs unencrypted peer traffic"
+        # The members themselves are served on the peer port: each is connected to every other one.
+        apart = [m["id"] for m in status["members"] if not m["connected"]]
+        assert apart == [], f"{host.name} is not connected to its peers {apart}: the members are not served"
         # A stranger without the password: its bytes do not authenticate and the member drops the connection.
         with socket.create_connection((host.address, peer_port), timeout=5) as s:
             s.sendall(b"\x10\x00\x00\x00" + b"not-a-fernet-token")
