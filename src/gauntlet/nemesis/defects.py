@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gauntlet.cluster import Cluster
-from gauntlet.nemesis.plants import clients, patroni
+from gauntlet.nemesis.plants import clients, custom, patroni
 
 #: Set by the prover in the check's environment: the defect whose ``patch`` the pytest plugin applies.
 PLANTED_ENV = "GAUNTLET_PLANTED_DEFECT"
@@ -119,6 +119,24 @@ DEFECTS: dict[str, Defect] = {
             r"stale reads",
             ("redis",),
             patch=clients.cache_aside_without_invalidation,
+        ),
+        Defect(
+            "raftkv_local_reads",
+            "the Raft KV serving local reads ([raft] read_mode = local): a cut-off member answers stale values",
+            "tests/integration/test_custom_faults.py::test_cut_off_follower_serves_no_stale_read",
+            r"served a stale read",
+            ("custom_server",),
+            plant=custom.local_reads,
+            undo=custom.linearizable_reads,
+        ),
+        Defect(
+            "raftkv_no_client_cert",
+            "a server that accepts clients without a certificate ([tls] client_auth = optional)",
+            "tests/integration/test_custom_tls.py::test_client_without_certificate_is_refused",
+            r"accepted a client without a certificate",
+            ("custom_server",),
+            plant=custom.optional_client_certs,
+            undo=custom.required_client_certs,
         ),
     ]
 }

@@ -1,0 +1,131 @@
+"""Defects planted in a running custom topology (the reference Raft KV server, servers/raftkv, deployed by
+the custom_server role): a knob of the server's own configuration turned on every member, over each host's
+own connection. The file and the unit are the role's (its defaults, or the inventory's values), never
+restated here. Each plant waits until every member runs with the defect, and each undo until every member
+runs as before: a check that then fails, or passes, judged the defect, not a restart in progress."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from gauntlet.bench import wait_for
+from gauntlet.clients.base import ClientError
+from gauntlet.clients.raftkv import RaftKVClient
+from gauntlet.cluster import Cluster, Host
+
+GROUP = "custom_server"
+# A planted file's original, kept beside it until the undo puts it back.
+SAVED = ".gauntlet-planted"
+READY_S = 90.0
+
+
+def _config_file(host: Host) -> str:
+    """The server's config file, where the role renders it (custom_server_config_file)."""
+    return str(host.setting("custom_server_config_file"))
+
+
+def _unit(host: Host) -> str:
+    """The server's systemd unit (custom_server_service_name)."""
+    return str(host.setting("custom_server_service_name"))
+
+
+def _client(cluster: Cluster, anonymous: bool = False) -> RaftKVClient:
+    """A client of every member, one attempt per request; ``anonymous``: presenting no certificate."""
+    kw: dict[str, Any] = {"client_cert": None} if anonymous else {}
+    return RaftKVClient.from_cluster(cluster, GROUP, timeout=5.0, connect_timeout=2.0, retry_for=0, **kw)
+
+
+def _edit_and_restart(cluster: Cluster, edit: Callable[[str], str]) -> None:
+    """On every member: keep the config file's original beside it (once: a second plant keeps the first
+    original), apply ``edit(path)`` (a shell command), restart the unit; then wait until all are ready."""
+    for h in cluster.group(GROUP):
+        path = _config_file(h)
+        saved = shlex.quote(path + SAVED)
+        h.run(f"[ -e {saved} ] || cp -p {shlex.quote(path)} {saved}; {edit(path)}", check=True)
+    for h in cluster.group(GROUP):
+        h.run(f"systemctl restart {shlex.quote(_unit(h))}", check=True, timeout=60)
+    _client(cluster).wait_for_ready(READY_S)
+
+
+def _restore_and_restart(cluster: Cluster) -> None:
+    """Every member's config file back as the role wrote it (where a plant kept it), the unit restarted;
+    wait until all are ready."""
+    for h in cluster.group(GROUP):
+        path = _config_file(h)
+        saved = shlex.quote(path + SAVED)
+        if h.run(f"[ -e {saved} ] && mv -f {saved} {shlex.quote(path)}").ok:
+            h.run(f"systemctl restart {shlex.quote(_unit(h))}", check=True, timeout=60)
+    _client(cluster).wait_for_ready(READY_S)
+
+
+# -- local reads -----------------------------------------------------------------------------------------
+def _read_modes(cluster: Cluster) -> set[str | None]:
+    kv = _client(cluster)
+    modes: set[str | None] = set()
+    for m in kv.members:
+        try:
+            modes.add(kv.status(m.name).get("read_mode", "linearizable"))
+        except ClientError:
+            modes.add(None)
+    return modes
+
+
+def local_reads(cluster: Cluster) -> None:
+    """``[raft] read_mode = "local"`` on every member: ordinary GETs answer from the member's own copy."""
+    q = shlex.quote
+
+    def edit(path: str) -> str:
+        return (
+            f"sed -i '/^read_mode *=/d' {q(path)} && "
+            f"if grep -q '^\\[raft\\]' {q(path)}; then "
+            f"sed -i '/^\\[raft\\]/a read_mode = \"local\"' {q(path)}; "
+            f"else printf '\\n[raft]\\nread_mode = \"local\"\\n' >> {q(path)}; fi"
+        )
+
+    _edit_and_restart(cluster, edit)
+    wait_for(lambda: _read_modes(cluster) == {"local"}, 30, 0.5, "every member reading locally")
+
+
+def linearizable_reads(cluster: Cluster) -> None:
+    """The role's config back on every member; wait until all read through the log again."""
+    _restore_and_restart(cluster)
+    wait_for(lambda: _read_modes(cluster) == {"linearizable"}, 30, 0.5, "every member reading linearizably")
+
+
+# -- clients without a certificate -----------------------------------------------------------------------
+def _anonymous_served(cluster: Cluster) -> list[bool]:
+    """For each member: whether a client presenting no certificate gets an answer."""
+    kv = _client(cluster, anonymous=True)
+    out = []
+    for m in kv.members:
+        try:
+            kv.health(m.name)
+            out.append(True)
+        except ClientError:
+            out.append(False)
+    return out
+
+
+def optional_client_certs(cluster: Cluster) -> None:
+    """``[tls] client_auth = "optional"`` on every member: a client without a certificate is served (one
+    that presents a certificate must still present a valid one)."""
+    q = shlex.quote
+
+    def edit(path: str) -> str:
+        return (
+            f"grep -q '^client_auth *=' {q(path)} && "
+            f"sed -i 's/^client_auth *=.*/client_auth = \"optional\"/' {q(path)}"
+        )
+
+    _edit_and_restart(cluster, edit)
+    wait_for(lambda: all(_anonymous_served(cluster)), 30, 0.5, "every member serving anonymous clients")
+
+
+def required_client_certs(cluster: Cluster) -> None:
+    """The role's TLS config back on every member; wait until each refuses a client without a certificate."""
+    _restore_and_restart(cluster)
+    wait_for(
+        lambda: not any(_anonymous_served(cluster)), 30, 0.5, "every member refusing anonymous clients again"
+    )
