@@ -19,7 +19,9 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -399,19 +401,39 @@ def _refused_at_tls(exc: ClientError) -> bool:
     return isinstance(exc, TLSRefused) or any(w in text for w in ("tls", "ssl", "reset", "eof"))
 
 
+def _served(etcd: EtcdClient, history: History, member: str, key: str) -> None:
+    """The certified client is served by ``member`` (and ``key`` is absent): a refusal next to it is the
+    member's choice, not a member that is down (which refuses everyone and would pass a refusal check)."""
+    ok, value = etcd.recorded_get(history, "r0", member, key)
+    assert ok, f"{member} does not serve the certified client: the refusal next to it would prove nothing"
+    assert value is None, f"{member}: {key} already holds {value!r}"
+
+
+def _refusal(call: Callable[[], object], accepted: str) -> ClientError:
+    """The error ``call`` got; fails the check with ``accepted`` if it got an answer."""
+    try:
+        call()
+    except ClientError as exc:
+        return exc
+    pytest.fail(accepted)
+
+
 @pytest.mark.tls
 def test_client_without_certificate_is_refused(
     cluster: Cluster, members: list[Member], etcd: EtcdClient, history: History
 ) -> None:
     """A client that trusts the cluster CA but presents no certificate is served by no member, and its
-    writes do not happen."""
+    writes do not happen; each member serves the certified client first."""
     anonymous = EtcdClient(members, cluster.ca_cert, None, None)
     for m in members:
         key = _key("tls-anonymous")
-        with pytest.raises(ClientError) as err:
-            anonymous.put(m.name, key, "anonymous")
-        assert _refused_at_tls(err.value), f"{m.name} refused, but not at the TLS layer: {err.value}"
-        ok, value = etcd.recorded_get(history, "r0", m.name, key)  # the certified client is served
+        _served(etcd, history, m.name, key)
+        err = _refusal(
+            partial(anonymous.put, m.name, key, "anonymous"),
+            f"{m.name} accepted a client without a certificate",
+        )
+        assert _refused_at_tls(err), f"{m.name} refused, but not at the TLS layer: {err}"
+        ok, value = etcd.recorded_get(history, "r0", m.name, key)
         assert ok and value is None, f"the anonymous write through {m.name} happened: {key}={value!r}"
 
 
@@ -420,19 +442,26 @@ def test_client_with_foreign_ca_certificate_is_refused(
     cluster: Cluster, members: list[Member], etcd: EtcdClient, history: History, tmp_path: Path
 ) -> None:
     """A client certificate with the right common name but from another CA is refused (its writes do not
-    happen); and a client that trusts only that other CA refuses the members' certificates."""
+    happen); and a client that trusts only that other CA refuses the members' certificates. Each member
+    serves the certified client first."""
     foreign_ca, crt, key = foreign_client_cert(tmp_path)
     impostor = EtcdClient(members, cluster.ca_cert, crt, key)
     suspicious = EtcdClient(members, foreign_ca, *cluster.client_cert("gauntlet-client"))
     for m in members:
         k = _key("tls-foreign")
-        with pytest.raises(ClientError) as err:
-            impostor.put(m.name, k, "impostor")
-        assert _refused_at_tls(err.value), f"{m.name} refused, but not at the TLS layer: {err.value}"
+        _served(etcd, history, m.name, k)
+        err = _refusal(
+            partial(impostor.put, m.name, k, "impostor"),
+            f"{m.name} accepted a client certificate from a foreign CA",
+        )
+        assert _refused_at_tls(err), f"{m.name} refused, but not at the TLS layer: {err}"
         ok, value = etcd.recorded_get(history, "r0", m.name, k)
         assert ok and value is None, f"the foreign-CA write through {m.name} happened: {k}={value!r}"
-        with pytest.raises(TLSRefused):
-            suspicious.get(m.name, k)
+        distrust = _refusal(
+            partial(suspicious.get, m.name, k),
+            f"{m.name}'s certificate was trusted by a client of another CA",
+        )
+        assert isinstance(distrust, TLSRefused), f"{m.name}: not refused at the TLS layer: {distrust}"
 
 
 PEER_PROBE = r"""
