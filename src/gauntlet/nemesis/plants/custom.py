@@ -14,10 +14,9 @@ from gauntlet.bench import wait_for
 from gauntlet.clients.base import ClientError
 from gauntlet.clients.raftkv import RaftKVClient
 from gauntlet.cluster import Cluster, Host
+from gauntlet.nemesis.plants.files import restore, save_and_edit
 
 GROUP = "custom_server"
-# A planted file's original, kept beside it until the undo puts it back.
-SAVED = ".gauntlet-planted"
 READY_S = 90.0
 
 
@@ -42,8 +41,7 @@ def _edit_and_restart(cluster: Cluster, edit: Callable[[str], str]) -> None:
     original), apply ``edit(path)`` (a shell command), restart the unit; then wait until all are ready."""
     for h in cluster.group(GROUP):
         path = _config_file(h)
-        saved = shlex.quote(path + SAVED)
-        h.run(f"[ -e {saved} ] || cp -p {shlex.quote(path)} {saved}; {edit(path)}", check=True)
+        save_and_edit(h, path, edit(path))
     for h in cluster.group(GROUP):
         h.run(f"systemctl restart {shlex.quote(_unit(h))}", check=True, timeout=60)
     _client(cluster).wait_for_ready(READY_S)
@@ -53,9 +51,7 @@ def _restore_and_restart(cluster: Cluster) -> None:
     """Every member's config file back as the role wrote it (where a plant kept it), the unit restarted;
     wait until all are ready."""
     for h in cluster.group(GROUP):
-        path = _config_file(h)
-        saved = shlex.quote(path + SAVED)
-        if h.run(f"[ -e {saved} ] && mv -f {saved} {shlex.quote(path)}").ok:
+        if restore(h, _config_file(h)):
             h.run(f"systemctl restart {shlex.quote(_unit(h))}", check=True, timeout=60)
     _client(cluster).wait_for_ready(READY_S)
 

@@ -13,14 +13,13 @@ import psycopg
 from gauntlet.bench import wait_for
 from gauntlet.clients.postgres.connection import Endpoint
 from gauntlet.cluster import Cluster, Host
+from gauntlet.nemesis.plants.files import restore, save_and_edit
 
 PATRONI_GROUP = "postgres"
 HAPROXY_GROUP = "haproxy"
 # Where the roles put these files (roles/patroni/tasks/service.yml, roles/haproxy/tasks).
 PATRONI_CONFIG = "/etc/patroni/config.yml"
 HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"
-# A planted file's original, kept beside it until the undo puts it back.
-SAVED = ".gauntlet-planted"
 # The table a diverged replica gets (only there: it is written while that member is promoted by hand).
 DIVERGED_TABLE = "gauntlet_planted_divergence"
 
@@ -109,18 +108,6 @@ def _in_recovery(ep: Endpoint) -> bool | None:
         return None
 
 
-def _save_and_edit(host: Host, path: str, edit: str) -> None:
-    """Keep ``path``'s original beside it (once: a second plant keeps the first original), then edit it."""
-    saved = shlex.quote(path + SAVED)
-    host.run(f"[ -e {saved} ] || cp -p {shlex.quote(path)} {saved}; {edit}", check=True)
-
-
-def _restore(host: Host, path: str) -> bool:
-    """Put ``path``'s original back; False when there was none to put back."""
-    saved = shlex.quote(path + SAVED)
-    return host.run(f"[ -e {saved} ] && mv -f {saved} {shlex.quote(path)}").ok
-
-
 # -- synchronous replication off ------------------------------------------------------------------------
 def _sync_standbys(cluster: Cluster) -> int:
     leader = cluster[_lock_holder(cluster)]
@@ -151,7 +138,7 @@ def _rw_lands_on_replica(cluster: Cluster, want: bool) -> bool:
 def rw_port_to_replicas(cluster: Cluster) -> None:
     """The read-write listener health-checks ``/replica`` instead of ``/primary``; HAProxy reloaded."""
     for lb in cluster.group(HAPROXY_GROUP):
-        _save_and_edit(
+        save_and_edit(
             lb,
             HAPROXY_CONFIG,
             f"sed -i '0,/uri \\/primary/s//uri \\/replica/' {HAPROXY_CONFIG} && systemctl reload haproxy",
@@ -162,7 +149,7 @@ def rw_port_to_replicas(cluster: Cluster) -> None:
 def restore_haproxy(cluster: Cluster) -> None:
     """HAProxy's own configuration back; wait until its read-write port lands on the leader again."""
     for lb in cluster.group(HAPROXY_GROUP):
-        if _restore(lb, HAPROXY_CONFIG):
+        if restore(lb, HAPROXY_CONFIG):
             lb.run("systemctl reload haproxy", check=True)
     wait_for(lambda: _rw_lands_on_replica(cluster, False), 60, 0.5, "HAProxy's rw port on the leader again")
 
@@ -177,7 +164,7 @@ def accept_plain_text(cluster: Cluster) -> None:
     """The first member's pg_hba.conf gets a ``host`` line (any transport) above ``hostnossl ... reject``."""
     h = cluster.group(PATRONI_GROUP)[0]
     hba = psql(h, "SHOW hba_file")
-    _save_and_edit(h, hba, f"sed -i '1i host all all 0.0.0.0/0 scram-sha-256' {shlex.quote(hba)}")
+    save_and_edit(h, hba, f"sed -i '1i host all all 0.0.0.0/0 scram-sha-256' {shlex.quote(hba)}")
     psql(h, "SELECT pg_reload_conf()")
     wait_for(lambda: _plain_text_accepted(cluster, h), 30, 0.5, f"{h.name} accepting plain text")
 
@@ -186,7 +173,7 @@ def restore_pg_hba(cluster: Cluster) -> None:
     """pg_hba.conf as Patroni wrote it; wait until plain text is refused again."""
     h = cluster.group(PATRONI_GROUP)[0]
     hba = psql(h, "SHOW hba_file")
-    if _restore(h, hba):
+    if restore(h, hba):
         psql(h, "SELECT pg_reload_conf()")
     wait_for(lambda: not _plain_text_accepted(cluster, h), 30, 0.5, f"{h.name} refusing plain text again")
 
