@@ -18,7 +18,6 @@ from gauntlet.cluster import Cluster, Host
 from gauntlet.pki import foreign_client_cert
 
 pytestmark = [pytest.mark.custom, pytest.mark.tls]
-# How long every peer connection may take to come back after an earlier check's faults.
 
 
 def _port(cluster: Cluster) -> int:
