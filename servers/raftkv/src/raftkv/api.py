@@ -6,6 +6,14 @@
     GET    /kv/<key>?stale=1    this node's local copy, may be stale     -> 200 | 404
     DELETE /kv/<key>                                                     -> 200 {"key", "deleted"}
     POST   /cas/<key>           {"expect": old | null, "value": new}     -> 200 swapped | 409 {"current"}
+    GET    /kv                  every key, linearizable (like GET /kv/<key>) -> 200 {"items": {k: v}, "stale"}
+    GET    /kv?stale=1          this node's local copy of every key      -> 200 {"items", "stale": true}
+    POST   /incr/<key>          {"delta": int} or empty (delta 1)        -> 200 {"key", "value": new int}
+                                (counters are /kv values as decimal strings; absent = 0)
+                                | 409 {"current"} not an integer | 400 bad body
+    POST   /set/<key>           body = the element (UTF-8, non-empty)    -> 200 {"key", "added": bool}
+    GET    /set/<key>           linearizable read of the set (?stale=1)  -> 200 {"key", "elements": [sorted], "stale"}
+    POST   /next-id/<name>      empty body; ids per name 1, 2, 3, ...    -> 200 {"name", "id": int}
     GET    /health              200 when this node can serve linearizable requests, else 503 {"reason"}
     GET    /cluster             this node's view: state, leader, term, commit index, members
 
@@ -92,10 +100,13 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self) -> tuple[str, str | None, dict[str, list[str]]]:
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
-        for prefix in ("/kv/", "/cas/"):
+        for prefix in ("/kv/", "/cas/", "/incr/", "/set/", "/next-id/"):
             if parts.path.startswith(prefix) and len(parts.path) > len(prefix):
                 return prefix.strip("/"), unquote(parts.path[len(prefix) :]), query
         return parts.path, None, query
+
+    def _bad_request(self, exc: Exception) -> None:
+        self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc), "outcome": "not-applied"})
 
     def _run(self, fn: Any, *args: Any) -> Any:
         """Call the store; map its outcomes to HTTP statuses. Returns None when an error was sent."""
@@ -111,9 +122,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         kind, key, query = self._route()
         store = self.server.store
+        stale = query.get("stale", ["0"])[0] not in ("0", "false", "")
+        local = store.local(stale)
         if kind == "kv" and key is not None:
-            stale = query.get("stale", ["0"])[0] not in ("0", "false", "")
-            local = stale or store.config.raft.read_mode == "local"
             res = self._run(lambda: {"value": store.read(key, stale=stale)})
             if res is None:
                 return
@@ -121,6 +132,14 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.NOT_FOUND, {"key": key, "value": None, "error": "not found"})
             else:
                 self._send(HTTPStatus.OK, {"key": key, "value": res["value"], "stale": local})
+        elif kind in ("/kv", "/kv/"):
+            items = self._run(store.read_all, stale)
+            if items is not None:
+                self._send(HTTPStatus.OK, {"items": items, "stale": local})
+        elif kind == "set" and key is not None:
+            elements = self._run(store.set_read, key, stale)
+            if elements is not None:
+                self._send(HTTPStatus.OK, {"key": key, "elements": elements, "stale": local})
         elif kind == "/health":
             healthy, why = store.health()
             status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
@@ -162,18 +181,29 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         kind, key, _ = self._route()
-        if kind != "cas" or key is None:
-            self._send(HTTPStatus.NOT_FOUND, {"error": f"POST only on /cas/<key>, not {self.path}"})
+        if key is None or kind not in ("cas", "incr", "set", "next-id"):
+            self._send(
+                HTTPStatus.NOT_FOUND,
+                {"error": f"POST only on /cas/, /incr/, /set/ or /next-id/<key>, not {self.path}"},
+            )
             return
         try:
-            body = json.loads(self._body() or b"{}")
+            raw = self._body()
+        except ValueError as exc:
+            self._bad_request(exc)
+            return
+        {"cas": self._cas, "incr": self._incr, "set": self._set_add, "next-id": self._next_id}[kind](key, raw)
+
+    def _cas(self, key: str, raw: bytes) -> None:
+        try:
+            body = json.loads(raw or b"{}")
             if not isinstance(body, dict) or "value" not in body or not isinstance(body["value"], str):
                 raise ValueError('body must be {"expect": "<old>" | null, "value": "<new>"}')
             expect = body.get("expect")
             if expect is not None and not isinstance(expect, str):
                 raise ValueError("expect must be a string or null (null: the key must be absent)")
         except (ValueError, UnicodeDecodeError) as exc:
-            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc), "outcome": "not-applied"})
+            self._bad_request(exc)
             return
         res = self._run(self.server.store.cas, key, expect, body["value"])
         if res is None:
@@ -190,6 +220,53 @@ class Handler(BaseHTTPRequestHandler):
                     "outcome": "not-applied",
                 },
             )
+
+    def _incr(self, key: str, raw: bytes) -> None:
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+            if not isinstance(body, dict):
+                raise ValueError('body must be {"delta": <integer>} or empty (delta 1)')
+            delta = body.get("delta", 1)
+            if not isinstance(delta, int) or isinstance(delta, bool):
+                raise ValueError(f"delta must be an integer, not {delta!r}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._bad_request(exc)
+            return
+        res = self._run(self.server.store.incr, key, delta)
+        if res is None:
+            return
+        if res["incremented"]:
+            self._send(HTTPStatus.OK, {"key": key, "value": res["value"]})
+        else:
+            self._send(
+                HTTPStatus.CONFLICT,
+                {
+                    "key": key,
+                    "error": "the current value is not an integer",
+                    "current": res["current"],
+                    "outcome": "not-applied",
+                },
+            )
+
+    def _set_add(self, key: str, raw: bytes) -> None:
+        try:
+            element = raw.decode("utf-8")
+            if not element:
+                raise ValueError("body must be the element to add (UTF-8 text, not empty)")
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._bad_request(exc)
+            return
+        res = self._run(self.server.store.set_add, key, element)
+        if res is not None:
+            self._send(HTTPStatus.OK, {"key": key, "added": res["added"]})
+
+    def _next_id(self, name: str, raw: bytes) -> None:
+        if raw:
+            self._bad_request(ValueError("POST /next-id/<name> takes an empty body"))
+            return
+        res = self._run(self.server.store.next_id, name)
+        if res is not None:
+            self._send(HTTPStatus.OK, {"name": name, "id": res["id"]})
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:

@@ -1,4 +1,6 @@
-"""The replicated state machine: a dict of string keys to string values, replicated by pysyncobj's Raft.
+"""The replicated state machine, replicated by pysyncobj's Raft: a dict of string keys to string values
+(``/kv``, ``/cas``, and ``/incr`` counters stored there as decimal strings), a dict of named sets of
+strings (``/set``) and a dict of named id sequences (``/next-id``).
 
 Every change *and every linearizable read* is a Raft log entry: the caller gets its result only when the
 entry is committed by a majority and applied on the node that serves the request. A follower hands the
@@ -19,6 +21,7 @@ Outcomes map onto what a client can conclude (pysyncobj's FAIL_REASON):
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +33,7 @@ from raftkv.config import Config
 log = logging.getLogger(__name__)
 
 STATE_NAMES = {0: "follower", 1: "candidate", 2: "leader"}
+INTEGER = re.compile(r"-?[0-9]+")  # what /incr accepts as a counter's stored value (decimal, no spaces)
 
 DEFINITE_FAILURES = {
     FAIL_REASON.QUEUE_FULL: "the command queue is full",
@@ -57,7 +61,11 @@ class KeyValue(SyncObjConsumer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.data: dict[str, str] = {}  # after super().__init__: pysyncobj serializes only attributes set now
+        # After super().__init__: pysyncobj serializes only attributes set from here on. A snapshot written
+        # before an attribute existed simply lacks it, and the empty default below stays.
+        self.data: dict[str, str] = {}
+        self.sets: dict[str, set[str]] = {}
+        self.ids: dict[str, int] = {}
 
     @replicated
     def put(self, key: str, value: str) -> dict[str, Any]:
@@ -84,9 +92,47 @@ class KeyValue(SyncObjConsumer):
         """A read ordered in the log with every write: the value as of the entry's position."""
         return {"value": self.data.get(key)}
 
+    @replicated
+    def incr(self, key: str, delta: int) -> dict[str, Any]:
+        """Add ``delta`` to the counter ``key`` (absent: 0), stored as a decimal string in ``data``."""
+        current = self.data.get(key)
+        if current is not None and not INTEGER.fullmatch(current):
+            return {"incremented": False, "current": current}
+        value = (int(current) if current is not None else 0) + delta
+        self.data[key] = str(value)
+        return {"incremented": True, "value": value}
+
+    @replicated
+    def read_all(self) -> dict[str, Any]:
+        """Every key and value as of the entry's position."""
+        return {"items": dict(self.data)}
+
+    @replicated
+    def set_add(self, key: str, element: str) -> dict[str, Any]:
+        members = self.sets.setdefault(key, set())
+        added = element not in members
+        members.add(element)
+        return {"added": added}
+
+    @replicated
+    def set_read(self, key: str) -> dict[str, Any]:
+        return {"elements": sorted(self.sets.get(key, ()))}
+
+    @replicated
+    def next_id(self, name: str) -> dict[str, Any]:
+        """The next id of sequence ``name``: 1, 2, 3, ... one per committed entry, never reused."""
+        self.ids[name] = self.ids.get(name, 0) + 1
+        return {"id": self.ids[name]}
+
     def local_read(self, key: str) -> str | None:
         """This node's applied copy, without Raft (may be stale)."""
         return self.data.get(key)
+
+    def local_read_all(self) -> dict[str, str]:
+        return dict(self.data)
+
+    def local_set_read(self, key: str) -> list[str]:
+        return sorted(self.sets.get(key, ()))
 
 
 @dataclass
@@ -164,9 +210,34 @@ class Store:
     def read(self, key: str, stale: bool = False) -> str | None:
         """The value of ``key``: through the log, or this node's copy when ``stale`` or ``read_mode`` is
         ``local`` (then a member cut off from the majority still answers, with what it last applied)."""
-        if stale or self.config.raft.read_mode == "local":
+        if self.local(stale):
             return self.kv.local_read(key)
         return self._apply(self.kv.read, key)["value"]
+
+    def local(self, stale: bool) -> bool:
+        """Whether a read is answered from this node's copy: ``stale`` asked for, or ``read_mode`` local."""
+        return stale or self.config.raft.read_mode == "local"
+
+    def incr(self, key: str, delta: int) -> dict[str, Any]:
+        return self._apply(self.kv.incr, key, delta)
+
+    def read_all(self, stale: bool = False) -> dict[str, str]:
+        """Every key and value (like :meth:`read`: through the log unless ``stale`` or ``read_mode`` local)."""
+        if self.local(stale):
+            return self.kv.local_read_all()
+        return self._apply(self.kv.read_all)["items"]
+
+    def set_add(self, key: str, element: str) -> dict[str, Any]:
+        return self._apply(self.kv.set_add, key, element)
+
+    def set_read(self, key: str, stale: bool = False) -> list[str]:
+        """The sorted elements of set ``key`` (absent: empty), read like :meth:`read`."""
+        if self.local(stale):
+            return self.kv.local_set_read(key)
+        return self._apply(self.kv.set_read, key)["elements"]
+
+    def next_id(self, name: str) -> dict[str, Any]:
+        return self._apply(self.kv.next_id, name)
 
     # -- status --------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -201,6 +272,7 @@ class Store:
             "ready": self.sync.isReady(),
             "members": members,
             "keys": len(self.kv.data),
+            "sets": len(self.kv.sets),
             "peer_encryption": self.config.raft.password is not None,
             "read_mode": self.config.raft.read_mode,
         }
