@@ -1,14 +1,17 @@
 """The reference Raft KV server (servers/raftkv) as three local processes, through the harness client:
-configuration checks, CRUD, compare-and-set, fail/info classification, durability across a restart."""
+configuration checks, CRUD, compare-and-set, fail/info classification, durability across a restart, and the
+counter, set, id and listing endpoints a declared client's workloads use."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,3 +213,69 @@ def test_local_read_mode_serves_a_members_own_copy_without_the_majority(local_re
     assert kv.get("a", member="n0", retry_for=0) == "1"
     with pytest.raises(Fail):
         kv.put("a", "2", member="n0", retry_for=0)  # writes still need the majority
+
+
+def _call(
+    kv: RaftKVClient, member: str, method: str, path: str, body: Any = None
+) -> tuple[int, dict[str, Any]]:
+    """One HTTP exchange with one member; a dict body is sent as JSON, a str as UTF-8 text."""
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    raw = body.encode() if isinstance(body, str) else body
+    return kv.request(kv.member(member), method, path, raw)
+
+
+def test_incr_set_and_next_id_go_through_the_log_on_any_member(local: Local) -> None:
+    kv = RaftKVClient(local.members(), tls=False, timeout=5, retry_for=5)
+    leader = kv.wait_for_ready(30)
+    follower = next(n for n in ("n0", "n1", "n2") if n != leader)
+    # counters: an absent key counts as 0, the body may be empty (delta 1), the value is a /kv decimal string
+    assert _call(kv, follower, "POST", "/incr/c") == (200, {"key": "c", "value": 1})
+    assert _call(kv, leader, "POST", "/incr/c", {"delta": 11}) == (200, {"key": "c", "value": 12})
+    assert _call(kv, follower, "POST", "/incr/c", {"delta": -2}) == (200, {"key": "c", "value": 10})
+    assert [kv.get("c", member=n) for n in ("n0", "n1", "n2")] == ["10"] * 3
+    kv.put("word", "twelve")
+    status, body = _call(kv, follower, "POST", "/incr/word", {"delta": 1})
+    assert (status, body["current"], body["outcome"]) == (409, "twelve", "not-applied")
+    assert kv.get("word") == "twelve"
+    for bad in ({"delta": "1"}, {"delta": 1.5}, {"delta": True}, "not json", "[1]"):
+        status, body = _call(kv, leader, "POST", "/incr/c", bad)
+        assert (status, body["outcome"]) == (400, "not-applied"), bad
+    assert kv.get("c") == "10"
+    # sets: their own keyspace; adding an element twice answers added false the second time
+    assert _call(kv, leader, "GET", "/set/s") == (200, {"key": "s", "elements": [], "stale": False})
+    assert _call(kv, follower, "POST", "/set/s", "b") == (200, {"key": "s", "added": True})
+    assert _call(kv, leader, "POST", "/set/s", "a") == (200, {"key": "s", "added": True})
+    assert _call(kv, leader, "POST", "/set/s", "b") == (200, {"key": "s", "added": False})
+    assert _call(kv, follower, "POST", "/set/s", "")[0] == 400
+    for n in ("n0", "n1", "n2"):
+        assert _call(kv, n, "GET", "/set/s") == (200, {"key": "s", "elements": ["a", "b"], "stale": False})
+    assert kv.get("s") is None  # not in the /kv keyspace
+    # ids: 1, 2, 3 per name whichever member is asked (a follower hands the command to the leader)
+    ids = [_call(kv, n, "POST", "/next-id/order")[1] for n in (follower, leader, follower)]
+    assert ids == [{"name": "order", "id": i} for i in (1, 2, 3)]
+    assert _call(kv, leader, "POST", "/next-id/other") == (200, {"name": "other", "id": 1})
+    assert _call(kv, leader, "POST", "/next-id/order", "x")[0] == 400
+    assert _call(kv, follower, "POST", "/next-id/order") == (200, {"name": "order", "id": 4})
+
+
+def test_kv_listing_is_linearizable_and_every_members_stale_copy_converges(local: Local) -> None:
+    kv = RaftKVClient(local.members(), tls=False, timeout=5, retry_for=5)
+    leader = kv.wait_for_ready(30)
+    follower = next(n for n in ("n0", "n1", "n2") if n != leader)
+    assert _call(kv, leader, "GET", "/kv") == (200, {"items": {}, "stale": False})
+    kv.put("a", "1", member=follower)
+    kv.put("b", "2", member=leader)
+    _call(kv, follower, "POST", "/incr/n", {"delta": 5})
+    _call(kv, leader, "POST", "/set/s", "in a set, not in /kv")
+    want = {"a": "1", "b": "2", "n": "5"}
+    # through the log: every member answers with every write that completed before the read began
+    for n in ("n0", "n1", "n2"):
+        assert _call(kv, n, "GET", "/kv") == (200, {"items": want, "stale": False})
+    kv.delete("a", member=follower)
+    del want["a"]
+
+    def copies() -> list[dict[str, Any]]:
+        return [_call(kv, n, "GET", "/kv?stale=1")[1] for n in ("n0", "n1", "n2")]
+
+    wait_for(lambda: copies() == [{"items": want, "stale": True}] * 3, 10, 0.05, "every member's copy")
