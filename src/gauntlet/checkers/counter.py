@@ -1,7 +1,8 @@
 """A counter's reads against the increments around them (Jepsen's counter checker).
 
 History (one key is one counter): ``f="increment"``, ``key=k``, ``value=delta`` (an int, on the invoke and
-the ``ok`` completion); ``f="read"``, ``key=k``, the ``ok`` completion's ``value`` is the int read.
+the ``ok`` completion); ``f="read"``, ``key=k``, the ``ok`` completion's ``value`` is the int read
+(``None``, a counter never written, reads as ``initial``; ``"5"`` as 5).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def _as_int(value: Any) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def _read(op: Op, initial: int) -> int | None:
+    """What a read returned (``None``: a counter never written, so ``initial``)."""
+    return initial if op.value is None else _as_int(op.value)
 
 
 def _prefix(values: list[int]) -> list[int]:
@@ -69,7 +75,7 @@ def _judge(key: Any, pairs: list[tuple[Op, Op | None]], initial: int) -> Verdict
     p_neg = _prefix([min(0, x) for _, x in possible])
 
     for r_inv, r_done in reads:
-        got = _as_int(r_done.value)
+        got = _read(r_done, initial)
         if got is None:
             return invalid(
                 CHECK,
@@ -105,7 +111,7 @@ def _judge(key: Any, pairs: list[tuple[Op, Op | None]], initial: int) -> Verdict
             )
 
     if all(x > 0 for x in deltas.values()):
-        bad = _decreasing(reads)
+        bad = _decreasing(reads, initial)
         if bad is not None:
             earlier, later = bad
             return invalid(
@@ -118,7 +124,7 @@ def _judge(key: Any, pairs: list[tuple[Op, Op | None]], initial: int) -> Verdict
     return valid(CHECK, f"{where}: all {len(reads)} reads within their bounds", {"key": key}, **figures)
 
 
-def _decreasing(reads: list[tuple[Op, Op]]) -> tuple[Op, Op] | None:
+def _decreasing(reads: list[tuple[Op, Op]], initial: int) -> tuple[Op, Op] | None:
     """A read that returned less than a read which completed before it was invoked, with that read."""
     done = sorted(((pos(d), d) for _, d in reads), key=lambda t: t[0])
     best: Op | None = None
@@ -127,11 +133,11 @@ def _decreasing(reads: list[tuple[Op, Op]]) -> tuple[Op, Op] | None:
     for r_inv, r_done in sorted(reads, key=lambda t: pos(t[0])):
         start: Position = pos(r_inv)
         while j < len(done) and done[j][0] < start:
-            value = _as_int(done[j][1].value)
+            value = _read(done[j][1], initial)
             if value is not None and (best is None or value > best_value):
                 best, best_value = done[j][1], value
             j += 1
-        got = _as_int(r_done.value)
+        got = _read(r_done, initial)
         if best is not None and got is not None and got < best_value:
             return best, r_done
     return None
