@@ -1,17 +1,25 @@
 """Checkers: functions that judge a :class:`~gauntlet.history.History` and return a verdict with evidence."""
 
 from gauntlet.checkers.availability import Window, unavailability_windows
+from gauntlet.checkers.counter import counter
 from gauntlet.checkers.leaders import single_leader
 from gauntlet.checkers.linearizable import LinearizabilityResult, linearizable
 from gauntlet.checkers.lost_writes import lost_acknowledged_writes
+from gauntlet.checkers.same_data import same_data
+from gauntlet.checkers.sets import set_full
 from gauntlet.checkers.staleness import max_staleness
+from gauntlet.checkers.unique_ids import unique_ids
 
 __all__ = [
     "LinearizabilityResult",
     "Window",
+    "counter",
     "linearizable",
     "lost_acknowledged_writes",
     "max_staleness",
+    "same_data",
+    "set_full",
     "single_leader",
     "unavailability_windows",
+    "unique_ids",
 ]
