@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,100 +14,26 @@ from typing import Any
 
 import pytest
 
+from checklib.raftkv_local import SRC, Local, local_cluster
+from checklib.raftkv_local import config_text as _config
 from gauntlet.bench import wait_for
 from gauntlet.checkers import linearizable
 from gauntlet.clients.base import Fail
-from gauntlet.clients.raftkv import CasMismatch, Member, RaftKVClient
+from gauntlet.clients.raftkv import CasMismatch, RaftKVClient
 from gauntlet.history import History
 
-SRC = Path(__file__).resolve().parents[2] / "servers" / "raftkv" / "src"
 pytest.importorskip("pysyncobj")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _config(
-    node: str,
-    data: Path,
-    ports: dict[str, tuple[int, int]],
-    password: str | None = "s3cret",
-    read_mode: str | None = None,
-) -> str:
-    lines = [
-        f'node_id = "{node}"',
-        f'data_dir = "{data}"',
-        "[listen]",
-        f'client = "127.0.0.1:{ports[node][0]}"',
-        f'peer = "127.0.0.1:{ports[node][1]}"',
-    ]
-    for name, (c, p) in ports.items():
-        lines += ["[[peers]]", f'id = "{name}"', f'client = "127.0.0.1:{c}"', f'peer = "127.0.0.1:{p}"']
-    lines += ["[raft]", "commit_timeout = 2.0"]
-    if password:
-        lines.append(f'password = "{password}"')
-    if read_mode is not None:
-        lines.append(f'read_mode = "{read_mode}"')
-    return "\n".join(lines) + "\n"
-
-
-def _run(config: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "raftkv", "--config", str(config)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-class Local:
-    def __init__(self, tmp: Path, read_mode: str | None = None) -> None:
-        ports = _free_ports(6)
-        self.ports = {f"n{i}": (ports[2 * i], ports[2 * i + 1]) for i in range(3)}
-        self.configs = {}
-        for n in self.ports:
-            path = tmp / f"{n}.toml"
-            path.write_text(_config(n, tmp / f"data-{n}", self.ports, read_mode=read_mode))
-            self.configs[n] = path
-        self.procs = {n: _run(c) for n, c in self.configs.items()}
-
-    def members(self) -> list[Member]:
-        return [Member(n, f"127.0.0.1:{c}") for n, (c, _) in self.ports.items()]
-
-    def stop(self, n: str) -> None:
-        p = self.procs[n]
-        p.kill()
-        p.wait(10)
-
-    def start(self, n: str) -> None:
-        self.procs[n] = _run(self.configs[n])
-
-
-def _local(tmp: Path, read_mode: str | None = None) -> Iterator[Local]:
-    lc = Local(tmp, read_mode)
-    yield lc
-    for p in lc.procs.values():
-        p.kill()
-        p.wait(10)
 
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[Local]:
-    yield from _local(tmp_path)
+    yield from local_cluster(tmp_path)
 
 
 @pytest.fixture
 def local_reads(tmp_path: Path) -> Iterator[Local]:
     """A local cluster whose members answer ordinary GETs from their own copy (read_mode = "local")."""
-    yield from _local(tmp_path, "local")
+    yield from local_cluster(tmp_path, "local")
 
 
 def test_config_errors_say_what_to_fix(tmp_path: Path) -> None:

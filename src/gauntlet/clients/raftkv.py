@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import http.client
 import json
-import select
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from gauntlet.bench import wait_for
 from gauntlet.clients.base import ClientError, Fail, Info, record
+from gauntlet.clients.http import Member, _Connections, _dropped
 from gauntlet.history import History
 
 T = TypeVar("T")
@@ -44,30 +42,6 @@ class CasMismatch(Fail):
     def __init__(self, message: str, current: str | None, member: str | None = None) -> None:
         super().__init__(message, member, 409)
         self.current = current
-
-
-@dataclass(frozen=True)
-class Member:
-    """One server: a name (inventory host) and the ``host:port`` its API listens on."""
-
-    name: str
-    address: str
-
-
-def _dropped(sock: socket.socket) -> bool:
-    """Whether an idle keep-alive connection was closed by the server (it has nothing to say while idle, so
-    readable means EOF or reset). Checked before reuse: a request written into a dead connection would
-    have an unknown outcome, while reconnecting first keeps a refused connection a definite failure."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-class _Connections(threading.local):
-    def __init__(self) -> None:
-        self.by_member: dict[str, tuple[http.client.HTTPConnection, float]] = {}
 
 
 class RaftKVClient:
