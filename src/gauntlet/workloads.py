@@ -196,7 +196,8 @@ class UniqueIds(Workload):
         super().__init__(client, history, **kw)
 
     def operation(self, c: DeclaredClient, rng: random.Random, process: str, n: int) -> None:
-        c.next_id(self.key)
+        # spread over the members (one attempt each): a duplicate comes from two members disagreeing
+        c.next_id(self.key, member=c.members[n % len(c.members)].name, retry_for=0)
 
     def check(self) -> Verdict:
         return unique_ids(self.history, key=self.key)

@@ -13,7 +13,7 @@ from typing import Any
 from gauntlet.bench import wait_for
 from gauntlet.checkers import linearizable
 from gauntlet.clients.base import ClientError, Result, WorkloadRunner
-from gauntlet.clients.raftkv import CasMismatch, RaftKVClient
+from gauntlet.clients.declared import CasMismatch, DeclaredClient, spec_of
 from gauntlet.cluster import Cluster, Host
 from gauntlet.history import History
 
@@ -33,39 +33,36 @@ def fresh_keys(prefix: str, n: int = 1) -> list[str]:
     return [f"{prefix}-{run}-{i}" for i in range(n)]
 
 
-def client(cluster: Cluster, history: History | None = None, **kw: Any) -> RaftKVClient:
-    """A client of every member with the cluster CA and the tests' client certificate (mTLS)."""
-    kw.setdefault("timeout", 6.0)
-    kw.setdefault("connect_timeout", 1.5)
-    kw.setdefault("retry_for", 8.0)
-    return RaftKVClient.from_cluster(cluster, history=history, **kw)
+def client(cluster: Cluster, history: History | None = None, **kw: Any) -> DeclaredClient:
+    """The generic client built from the inventory's ``custom_server_api`` (molecule/custom/hosts.yml
+    declares the reference server's API): every member, the cluster CA and the tests' client certificate."""
+    return DeclaredClient.from_cluster(cluster, spec_of(cluster, GROUP), history=history, **kw)
 
 
-def host_of(cluster: Cluster, kv: RaftKVClient, member_id: str) -> Host:
+def host_of(cluster: Cluster, kv: DeclaredClient, member_id: str) -> Host:
     """The inventory host of a member id as /cluster names it (node ids default to inventory names)."""
     if member_id in cluster.hosts:
         return cluster[member_id]
     for m in kv.members:
-        status = kv.status(m.name)
-        if status.get("node_id") == member_id:
+        if kv.self_id(m.name) == member_id:
             return cluster[m.name]
     raise KeyError(f"no inventory host serves member {member_id}")
 
 
-def leader(cluster: Cluster, kv: RaftKVClient, timeout: float = 30.0) -> Host:
+def leader(cluster: Cluster, kv: DeclaredClient, timeout: float = 30.0) -> Host:
     """The host every member agrees is the leader (waits for agreement)."""
     name = kv.wait_for_ready(timeout)
     return host_of(cluster, kv, name)
 
 
-def new_leader(kv: RaftKVClient, survivors: list[str], old: str, timeout: float) -> str:
+def new_leader(kv: DeclaredClient, survivors: list[str], old: str, timeout: float) -> str:
     """Wait until the ``survivors`` agree on a leader other than ``old`` and serve (health); return it."""
 
     def elected() -> str | None:
         views = {}
         for n in survivors:
             try:
-                views[n] = (kv.status(n).get("leader") or {}).get("id")
+                views[n] = kv.leader_seen_by(n)
             except ClientError:
                 return None
         ids = set(views.values())
@@ -76,7 +73,7 @@ def new_leader(kv: RaftKVClient, survivors: list[str], old: str, timeout: float)
     return wait_for(elected, timeout, interval=0.05, what=f"a new leader (not {old}) among {survivors}")
 
 
-def put_until_ok(kv: RaftKVClient, key: str, value: str, timeout: float = 30.0, **kw: Any) -> None:
+def put_until_ok(kv: DeclaredClient, key: str, value: str, timeout: float = 30.0, **kw: Any) -> None:
     """Write until one attempt is acknowledged. Under faults an attempt can end "unknown" (e.g. 504: the
     leader changed before the commit); each attempt is its own op in the history, and writing the same value
     again is harmless for a register, so the check stays sound."""
@@ -103,7 +100,7 @@ def term_leaders(samples: list[dict[str, Any]]) -> dict[int, set[str]]:
 class _Worker:
     """One process of the workload: its client, its random choices, the value it last saw per key."""
 
-    client: RaftKVClient
+    client: DeclaredClient
     rng: random.Random
     last: dict[str, str | None] = field(default_factory=dict)
 

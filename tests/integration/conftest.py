@@ -21,3 +21,15 @@ def env(cluster: Cluster) -> Iterator[CacheEnv]:
     e.wait_healthy()
     yield e
     e.sentinels.close()
+
+
+@pytest.fixture(scope="module")
+def reference_server(cluster: Cluster) -> None:
+    """Skip, saying why, unless the declared server is the reference Raft KV: the test_custom* checks read
+    its own status fields (terms, quorum, applied index, peer encryption) that no description carries. Any
+    other declared server gets the workload catalogue (test_declared_api.py) and the TLS checks."""
+    from gauntlet.clients.declared import spec_of
+
+    name = spec_of(cluster, "custom_server").name
+    if name != "raftkv":
+        pytest.skip(f"these checks read the reference server's own /cluster fields; {name} is not raftkv")

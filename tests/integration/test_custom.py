@@ -23,22 +23,22 @@ from checklib.custom import (
 )
 from gauntlet.bench import wait_for
 from gauntlet.checkers import linearizable, single_leader
-from gauntlet.clients.raftkv import CasMismatch, RaftKVClient
+from gauntlet.clients.declared import CasMismatch, DeclaredClient
 from gauntlet.cluster import Cluster
 from gauntlet.history import History
 
-pytestmark = pytest.mark.custom
+pytestmark = [pytest.mark.custom, pytest.mark.usefixtures("reference_server")]
 
 
 @pytest.fixture(scope="module")
-def admin(cluster: Cluster) -> RaftKVClient:
+def admin(cluster: Cluster) -> DeclaredClient:
     """An unrecorded client for cluster state (/cluster, /health); waits until the cluster serves."""
     kv = client(cluster)
     kv.wait_for_ready(90)
     return kv
 
 
-def test_cluster_forms_with_one_leader(cluster: Cluster, admin: RaftKVClient) -> None:
+def test_cluster_forms_with_one_leader(cluster: Cluster, admin: DeclaredClient) -> None:
     members = [h.name for h in cluster.group(GROUP)]
     first = leader(cluster, admin)
     samples = []
@@ -62,7 +62,7 @@ def test_cluster_forms_with_one_leader(cluster: Cluster, admin: RaftKVClient) ->
     assert len(terms) == 1, f"members disagree on the term at rest: {terms}"
 
 
-def test_crud_through_every_member(cluster: Cluster, admin: RaftKVClient, history: History) -> None:
+def test_crud_through_every_member(cluster: Cluster, admin: DeclaredClient, history: History) -> None:
     kv = client(cluster, history)
     for m in kv.members:
         (key,) = fresh_keys(f"crud-{m.name}")
@@ -74,14 +74,14 @@ def test_crud_through_every_member(cluster: Cluster, admin: RaftKVClient, histor
             kv.cas(key, "one", "three", member=m.name)
         assert mismatch.value.current == "two"
         assert kv.get(key, member=m.name) == "two"
-        assert kv.delete(key, member=m.name) is True
+        kv.delete(key, member=m.name)
         assert kv.get(key, member=m.name) is None
         kv.cas(key, None, "created", member=m.name)  # create-if-absent
         assert kv.get(key, member=m.name) == "created"
     assert_linearizable(history)
 
 
-def test_read_after_write_on_every_member(cluster: Cluster, admin: RaftKVClient, history: History) -> None:
+def test_read_after_write_on_every_member(cluster: Cluster, admin: DeclaredClient, history: History) -> None:
     kv = client(cluster, history)
     names = [m.name for m in kv.members]
     for writer in names:
@@ -105,7 +105,7 @@ def test_read_after_write_on_every_member(cluster: Cluster, admin: RaftKVClient,
 
 
 def test_fifty_concurrent_operations_all_succeed_and_are_visible(
-    cluster: Cluster, admin: RaftKVClient, history: History
+    cluster: Cluster, admin: DeclaredClient, history: History
 ) -> None:
     kv = client(cluster, history)
     keys = fresh_keys("concurrent", 50)
@@ -135,7 +135,7 @@ def test_fifty_concurrent_operations_all_succeed_and_are_visible(
 
 
 def test_full_cluster_restart_keeps_every_acknowledged_write(
-    cluster: Cluster, admin: RaftKVClient, history: History
+    cluster: Cluster, admin: DeclaredClient, history: History
 ) -> None:
     """All members restart at once: the data can only come back from each member's own disk."""
     kv = client(cluster, history)
@@ -159,14 +159,14 @@ def test_full_cluster_restart_keeps_every_acknowledged_write(
     assert_linearizable(history)
 
 
-def test_election_safety_at_most_one_leader_per_term(cluster: Cluster, admin: RaftKVClient) -> None:
+def test_election_safety_at_most_one_leader_per_term(cluster: Cluster, admin: DeclaredClient) -> None:
     samples = [admin.status(m.name) for m in admin.members for _ in range(3)]
     split = {t: ls for t, ls in term_leaders(samples).items() if len(ls) > 1}
     assert split == {}, f"two leaders in one term: {split}"
 
 
 def test_bench_ops_per_second_and_checker_time(
-    cluster: Cluster, admin: RaftKVClient, history: History, bench
+    cluster: Cluster, admin: DeclaredClient, history: History, bench
 ) -> None:
     """2,000 operations (reads, writes, compare-and-sets) from 8 recorded clients through every member."""
     kv = client(cluster, history)

@@ -29,12 +29,12 @@ from gauntlet.bench import wait_for
 from gauntlet.checkers import linearizable
 from gauntlet.checkers.availability import recovery_time
 from gauntlet.clients.base import ClientError, Fail, Info
-from gauntlet.clients.raftkv import RaftKVClient
+from gauntlet.clients.declared import DeclaredClient
 from gauntlet.cluster import Cluster
 from gauntlet.history import History
 from gauntlet.nemesis import Nemesis, catalogue
 
-pytestmark = pytest.mark.custom
+pytestmark = [pytest.mark.custom, pytest.mark.usefixtures("reference_server")]
 
 # Bounds the issue asks for, generous for a 2-CPU machine shared by other work: elections take ~1-2 s here.
 ELECTION_BOUND_S = 10.0
@@ -42,14 +42,14 @@ RECOVERY_BOUND_S = 15.0
 
 
 @pytest.fixture(scope="module")
-def admin(cluster: Cluster) -> RaftKVClient:
+def admin(cluster: Cluster) -> DeclaredClient:
     kv = client(cluster)
     kv.wait_for_ready(90)
     return kv
 
 
 @pytest.fixture(autouse=True)
-def cluster_ready_again(admin: RaftKVClient):
+def cluster_ready_again(admin: DeclaredClient):
     """Every check starts, and leaves, a healthy cluster with one agreed leader."""
     admin.wait_for_ready(60)
     yield
@@ -57,7 +57,7 @@ def cluster_ready_again(admin: RaftKVClient):
 
 
 def test_kill_leader_reelects_within_bound_and_writes_resume(
-    cluster: Cluster, admin: RaftKVClient, history: History, nemesis: Nemesis, bench
+    cluster: Cluster, admin: DeclaredClient, history: History, nemesis: Nemesis, bench
 ) -> None:
     service = unit(cluster)
     old = leader(cluster, admin)
@@ -99,7 +99,7 @@ def test_kill_leader_reelects_within_bound_and_writes_resume(
 
 
 def test_restarted_follower_keeps_its_data_and_catches_up(
-    cluster: Cluster, admin: RaftKVClient, history: History, nemesis: Nemesis
+    cluster: Cluster, admin: DeclaredClient, history: History, nemesis: Nemesis
 ) -> None:
     service = unit(cluster)
     lead = leader(cluster, admin)
@@ -147,7 +147,7 @@ def test_restarted_follower_keeps_its_data_and_catches_up(
 
 
 def test_isolated_minority_refuses_writes_majority_serves_and_heal_converges(
-    cluster: Cluster, admin: RaftKVClient, history: History, nemesis: Nemesis, bench
+    cluster: Cluster, admin: DeclaredClient, history: History, nemesis: Nemesis, bench
 ) -> None:
     """The leader itself is cut off (the hard case: it was the one accepting writes)."""
     old = leader(cluster, admin)
@@ -222,7 +222,7 @@ def test_isolated_minority_refuses_writes_majority_serves_and_heal_converges(
 
 
 def test_latency_on_the_leader_still_serves(
-    cluster: Cluster, admin: RaftKVClient, history: History, nemesis: Nemesis, bench
+    cluster: Cluster, admin: DeclaredClient, history: History, nemesis: Nemesis, bench
 ) -> None:
     lead = leader(cluster, admin)
     kv = client(cluster, history).for_process("timed")
@@ -264,7 +264,7 @@ def test_latency_on_the_leader_still_serves(
 
 
 def test_cut_off_follower_serves_no_stale_read(
-    cluster: Cluster, admin: RaftKVClient, history: History, nemesis: Nemesis
+    cluster: Cluster, admin: DeclaredClient, history: History, nemesis: Nemesis
 ) -> None:
     """A follower cut off from its peers while the majority acknowledges a new value: an ordinary read of
     that key on the cut-off member (recorded in the history) must not return the old value. It fails or
@@ -325,7 +325,7 @@ _budget: dict[str, float] = {}
     seed=st.integers(0, 2**16),
 )
 def test_random_fault_schedule_histories_are_linearizable(
-    cluster: Cluster, admin: RaftKVClient, request: pytest.FixtureRequest, schedule, seed
+    cluster: Cluster, admin: DeclaredClient, request: pytest.FixtureRequest, schedule, seed
 ) -> None:
     """A few faults, each held 1-3 s and healed, under a recorded read/write/cas workload: the history of
     every example must be linearizable (each is kept under report/histories/)."""

@@ -121,6 +121,7 @@ def test_plain_http_gets_no_answer(cluster: Cluster) -> None:
         pytest.fail(f"{host.name} answered plain HTTP with status {status}")
 
 
+@pytest.mark.usefixtures("reference_server")
 def test_peer_traffic_is_encrypted_and_rejects_strangers(cluster: Cluster) -> None:
     kv = client(cluster)
     peer_port = int(cluster.setting("custom_server_peer_port", GROUP))

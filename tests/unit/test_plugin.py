@@ -116,3 +116,30 @@ def test_fewer_checks_than_min_executed_is_red(pytester, tmp_path):
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*gauntlet: RED: only 2 checks executed, the topology needs at least 3*"])
     assert pytester.runpytest(f"--inventory={inv}", "--min-executed=2").ret == 0
+
+
+def test_a_declared_check_is_not_skipped_for_the_custom_group_it_does_not_need(pytester, tmp_path):
+    """A check marked ``declared`` runs on whichever group its custom_server_api names (etcd's gateway in
+    the etcd topology): the custom marker's group must not skip it. Without the exemption it is skipped."""
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(REDIS_INVENTORY)
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.mark.custom
+            @pytest.mark.declared
+            def test_declared(cluster):
+                assert cluster.group("redis")
+
+            @pytest.mark.custom
+            def test_custom_only(cluster):
+                raise AssertionError("must not run")
+            """
+        )
+    )
+    pytester.makeini("[pytest]\nmarkers =\n    custom: x\n    declared: x\n")
+    result = pytester.runpytest(f"--inventory={inv}", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*has no group custom_server*"])

@@ -354,9 +354,9 @@ class DeclaredClient:
             )
         )
 
-    def next_id(self, key: str, *, member: str | None = None) -> str:
+    def next_id(self, key: str, *, member: str | None = None, retry_for: float | None = None) -> str:
         """A new id from the sequence ``key``."""
-        return str(self._op("next_id", {"key": key}, member=member, on_result=str))
+        return str(self._op("next_id", {"key": key}, member=member, retry_for=retry_for, on_result=str))
 
     def listing(self, member: str, *, retry_for: float | None = None) -> dict[str, str]:
         """Everything ``member`` holds, key -> value (the description's list: normally its own copy)."""

@@ -1,4 +1,9 @@
-"""Client of the reference Raft key-value server (servers/raftkv) — or any server with the same HTTP API.
+"""The hand-written client of the reference Raft key-value server (servers/raftkv).
+
+The checks drive the server through its declaration (molecule/custom/hosts.yml, :mod:`gauntlet.clients.declared`);
+this client stays for what a description does not say — a connection that deliberately presents no client
+certificate (the planted defects' probes), the server's own unit tests — and as the yardstick the generic
+client's throughput is measured against (tests/unit/test_declared_client.py).
 
 Every operation can be recorded into a :class:`~gauntlet.history.History` (Jepsen's model), and the
 classification of failures is what makes a linearizability verdict sound:
@@ -18,10 +23,7 @@ on another member after any failure, and recorded as one operation.
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
-import ssl
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -30,7 +32,7 @@ from urllib.parse import quote
 
 from gauntlet.bench import wait_for
 from gauntlet.clients.base import ClientError, Fail, Info, record
-from gauntlet.clients.http import Member, _Connections, _dropped
+from gauntlet.clients.http import HttpTransport, Member
 from gauntlet.history import History
 
 T = TypeVar("T")
@@ -68,8 +70,6 @@ class RaftKVClient:
         self.members = [m if isinstance(m, Member) else Member(m, m) for m in members]
         if not self.members:
             raise ValueError("a RaftKVClient needs at least one member")
-        self.ca_file = str(ca_file) if ca_file else None
-        self.client_cert = (str(client_cert[0]), str(client_cert[1])) if client_cert else None
         self.tls = tls
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -77,8 +77,14 @@ class RaftKVClient:
         self.history = history
         self.process = process
         self.idle_reconnect = idle_reconnect
-        self._ssl: ssl.SSLContext | None = self._make_ssl() if tls else None
-        self._conns = _Connections()
+        self.transport = HttpTransport(
+            tls=tls,
+            ca_file=ca_file,
+            client_cert=client_cert,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            idle_reconnect=idle_reconnect,
+        )
         self._preferred = 0
 
     @classmethod
@@ -104,14 +110,8 @@ class RaftKVClient:
         c.__dict__.update(self.__dict__)
         c.process = process
         c.history = history if history is not None else self.history
-        c._conns = _Connections()
+        c.transport = self.transport.sibling()
         return c
-
-    def _make_ssl(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.ca_file)
-        if self.client_cert:
-            ctx.load_cert_chain(*self.client_cert)
-        return ctx
 
     def member(self, name: str) -> Member:
         for m in self.members:
@@ -120,55 +120,17 @@ class RaftKVClient:
         raise KeyError(f"no member {name} (members: {[m.name for m in self.members]})")
 
     # -- one HTTP exchange ---------------------------------------------------------------------------------
-    def _connection(self, m: Member) -> http.client.HTTPConnection:
-        """A connected keep-alive connection to ``m``; raises :class:`Fail` when it cannot connect."""
-        now = time.monotonic()
-        held = self._conns.by_member.get(m.name)
-        if held is not None:
-            old, last_used = held
-            if now - last_used < self.idle_reconnect and old.sock is not None and not _dropped(old.sock):
-                return old
-            old.close()
-        host, _, port = m.address.rpartition(":")
-        if self.tls:
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                host, int(port), timeout=self.connect_timeout, context=self._ssl
-            )
-        else:
-            conn = http.client.HTTPConnection(host, int(port), timeout=self.connect_timeout)
-        try:
-            conn.connect()  # TCP + TLS handshake: a failure here means nothing was sent
-        except (OSError, ssl.SSLError) as exc:
-            conn.close()
-            self._conns.by_member.pop(m.name, None)
-            raise Fail(f"cannot connect to {m.address}: {exc}", m.name) from exc
-        conn.sock.settimeout(self.timeout)
-        self._conns.by_member[m.name] = (conn, now)
-        return conn
-
     def request(
         self, m: Member, method: str, path: str, body: bytes | None = None
     ) -> tuple[int, dict[str, Any]]:
         """One request to one member: (status, JSON body). Raises :class:`Fail` / :class:`Info` on errors."""
-        conn = self._connection(m)
         headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
+        answer = self.transport.request(m, method, path, body, headers)
         try:
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
-            conn.close()
-            self._conns.by_member.pop(m.name, None)
-            kind = "timed out" if isinstance(exc, TimeoutError | socket.timeout) else "failed"
-            raise Info(f"{method} {path} {kind} after sending: {exc!r}", m.name) from exc
-        self._conns.by_member[m.name] = (conn, time.monotonic())
-        if resp.getheader("Connection", "").lower() == "close":
-            conn.close()
-        try:
-            data = json.loads(raw) if raw else {}
+            data = json.loads(answer.body) if answer.body else {}
         except ValueError:
-            data = {"error": raw[:200].decode("utf-8", "replace")}
-        return resp.status, data
+            data = {"error": answer.body[:200].decode("utf-8", "replace")}
+        return answer.status, data
 
     # -- operations with retry and recording ---------------------------------------------------------------
     def _order(self, member: str | None) -> list[Member]:
@@ -368,9 +330,7 @@ class RaftKVClient:
 
     def close(self) -> None:
         """Close this thread's connections."""
-        for conn, _ in self._conns.by_member.values():
-            conn.close()
-        self._conns.by_member.clear()
+        self.transport.close()
 
 
 __all__ = ["CasMismatch", "Member", "RaftKVClient"]

@@ -43,7 +43,7 @@ class ContainerBackend:
     """Container hosts: ``podman kill`` the container, ``podman start`` it again with its old addresses."""
 
     def crash(self, host: Host) -> Plan:
-        addresses: dict[str, str] = {}
+        addresses: dict[str, tuple[str, str]] = {}
 
         def kill() -> None:
             addresses.update(self.addresses(host))
@@ -67,8 +67,8 @@ class ContainerBackend:
             raise FaultError(f"podman {verb} {host.container}: {r.stderr.strip()}")
 
     @staticmethod
-    def addresses(host: Host) -> dict[str, str]:
-        """The container's address on each of its networks (network name -> IPv4)."""
+    def addresses(host: Host) -> dict[str, tuple[str, str]]:
+        """The container's addresses on each of its networks (network name -> (IPv4, MAC))."""
         r = subprocess.run(
             ["podman", "inspect", "-f", "{{json .NetworkSettings.Networks}}", host.container],
             capture_output=True,
@@ -79,18 +79,26 @@ class ContainerBackend:
             networks = json.loads(r.stdout or "{}") or {}
         except ValueError:
             return {}
-        return {name: n["IPAddress"] for name, n in networks.items() if n.get("IPAddress")}
+        return {
+            name: (n["IPAddress"], n.get("MacAddress") or "")
+            for name, n in networks.items()
+            if n.get("IPAddress")
+        }
 
-    def start(self, host: Host, addresses: dict[str, str] | None = None) -> None:
+    def start(self, host: Host, addresses: dict[str, tuple[str, str]] | None = None) -> None:
         """Start a killed container again, on its old addresses, and wait for its systemd to be up."""
         # A killed container may get another address from podman's IPAM when it starts again (seen here:
-        # 10.89.2.3 -> .5), which breaks certificates and peer lists; re-attach it with its old address.
-        for network, ip in (addresses or {}).items():
+        # 10.89.2.3 -> .5), which breaks certificates and peer lists; re-attach it with its old address --
+        # and its old MAC: with a new one, the peers' and the controller's ARP entries for the old one went
+        # stale and the restarted member stayed unreachable for over 90 s (seen here after a crash of a
+        # raftkv follower: host ARP entry FAILED until flushed).
+        for network, (ip, mac) in (addresses or {}).items():
             subprocess.run(
                 ["podman", "network", "disconnect", network, host.container], capture_output=True, timeout=60
             )
+            mac_args = ["--mac-address", mac] if mac else []
             r = subprocess.run(
-                ["podman", "network", "connect", "--ip", ip, network, host.container],
+                ["podman", "network", "connect", "--ip", ip, *mac_args, network, host.container],
                 capture_output=True,
                 text=True,
                 timeout=60,

@@ -130,6 +130,15 @@ DEFECTS: dict[str, Defect] = {
             undo=custom.linearizable_reads,
         ),
         Defect(
+            "raftkv_local_ids",
+            "the Raft KV handing out /next-id from each member's own counter ([raft] id_mode = local)",
+            "tests/integration/test_declared_api.py::test_declared_workload_holds_under_a_fault[unique_ids]",
+            r"unique_ids: invalid",
+            ("custom_server",),
+            plant=custom.local_ids,
+            undo=custom.replicated_ids,
+        ),
+        Defect(
             "raftkv_no_client_cert",
             "a server that accepts clients without a certificate ([tls] client_auth = optional)",
             "tests/integration/test_custom_tls.py::test_client_without_certificate_is_refused",

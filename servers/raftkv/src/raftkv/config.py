@@ -35,6 +35,7 @@ Example (every key the server reads; the role fills ``node_id``, ``data_dir``, `
     connection_timeout = 2.0      # no data from a peer for this long: the connection is dead
     leader_fallback_timeout = 2.0 # a leader without a majority for this long steps down
     read_mode = "linearizable"    # linearizable | local: "local" answers every GET from this node's copy
+    id_mode = "replicated"        # replicated | local: "local" hands out /next-id from this node's counter
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from typing import Any
 
 #: ``[raft] read_mode``: what an ordinary (non-stale) GET does.
 READ_MODES = ("linearizable", "local")
+#: ``[raft] id_mode``: where ``/next-id`` comes from.
+ID_MODES = ("replicated", "local")
 
 
 class ConfigError(ValueError):
@@ -88,6 +91,9 @@ class RaftConfig:
     # "linearizable": a GET is a Raft log entry (the default). "local": every GET answers from this node's
     # applied copy as ?stale=1 does -- faster, but a member cut off from the majority serves old values.
     read_mode: str = "linearizable"
+    # "replicated": /next-id is a Raft log entry (the default). "local": this node's own counter -- two
+    # members hand out the same id (a defect the unique-ids workload is proven to catch).
+    id_mode: str = "replicated"
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,8 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
         raise ConfigError(
             f"{source} [raft] read_mode must be {' or '.join(READ_MODES)}, not {raft.read_mode!r}"
         )
+    if raft.id_mode not in ID_MODES:
+        raise ConfigError(f"{source} [raft] id_mode must be {' or '.join(ID_MODES)}, not {raft.id_mode!r}")
     if not raft.election_timeout_min > 3 * raft.heartbeat_interval:
         raise ConfigError(f"{source} [raft]: election_timeout_min must exceed 3 x heartbeat_interval")
     if not raft.election_timeout_max > raft.election_timeout_min:

@@ -151,6 +151,9 @@ class Store:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # [raft] id_mode = "local" only: ids this node handed out without the log (a planted defect)
+        self._local_ids: dict[str, int] = {}
+        self._local_ids_lock = threading.Lock()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         r = config.raft
         conf = SyncObjConf(
@@ -237,6 +240,13 @@ class Store:
         return self._apply(self.kv.set_read, key)["elements"]
 
     def next_id(self, name: str) -> dict[str, Any]:
+        """The next id of ``name`` through the log; with ``id_mode`` local, from this node's own counter
+        (fast, and two members hand out the same id: what the unique-ids check must catch)."""
+        if self.config.raft.id_mode == "local":
+            with self._local_ids_lock:
+                n = max(self._local_ids.get(name, 0), self.kv.ids.get(name, 0)) + 1
+                self._local_ids[name] = n
+            return {"id": n}
         return self._apply(self.kv.next_id, name)
 
     # -- status --------------------------------------------------------------------------------------------
@@ -275,6 +285,7 @@ class Store:
             "sets": len(self.kv.sets),
             "peer_encryption": self.config.raft.password is not None,
             "read_mode": self.config.raft.read_mode,
+            "id_mode": self.config.raft.id_mode,
         }
 
     def health(self) -> tuple[bool, str]:

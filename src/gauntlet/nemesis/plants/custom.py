@@ -56,38 +56,65 @@ def _restore_and_restart(cluster: Cluster) -> None:
     _client(cluster).wait_for_ready(READY_S)
 
 
-# -- local reads -----------------------------------------------------------------------------------------
-def _read_modes(cluster: Cluster) -> set[str | None]:
+# -- [raft] knobs: local reads, local ids ------------------------------------------------------------------
+def _raft_values(cluster: Cluster, knob: str, default: str) -> set[str | None]:
+    """What every member's /cluster says of the ``[raft]`` knob ``knob`` (None: a member did not answer)."""
     kv = _client(cluster)
-    modes: set[str | None] = set()
+    values: set[str | None] = set()
     for m in kv.members:
         try:
-            modes.add(kv.status(m.name).get("read_mode", "linearizable"))
+            values.add(kv.status(m.name).get(knob, default))
         except ClientError:
-            modes.add(None)
-    return modes
+            values.add(None)
+    return values
+
+
+def _set_raft_knob(cluster: Cluster, knob: str, value: str) -> None:
+    """``[raft] knob = "value"`` in every member's config file (kept original beside it), restarted."""
+    q = shlex.quote
+
+    def edit(path: str) -> str:
+        line = f'{knob} = "{value}"'
+        append = "/^\\[raft\\]/a " + line
+        return (
+            f"sed -i '/^{knob} *=/d' {q(path)} && "
+            f"if grep -q '^\\[raft\\]' {q(path)}; then sed -i {q(append)} {q(path)}; "
+            f"else printf '\\n[raft]\\n%s\\n' {q(line)} >> {q(path)}; fi"
+        )
+
+    _edit_and_restart(cluster, edit)
+    wait_for(lambda: _raft_values(cluster, knob, "") == {value}, 30, 0.5, f"every member with {knob} {value}")
+
+
+def _restore_raft_knob(cluster: Cluster, knob: str, default: str) -> None:
+    """The role's config back on every member; wait until all report the knob's default again."""
+    _restore_and_restart(cluster)
+    wait_for(
+        lambda: _raft_values(cluster, knob, default) == {default},
+        30,
+        0.5,
+        f"every member with {knob} {default}",
+    )
 
 
 def local_reads(cluster: Cluster) -> None:
     """``[raft] read_mode = "local"`` on every member: ordinary GETs answer from the member's own copy."""
-    q = shlex.quote
-
-    def edit(path: str) -> str:
-        return (
-            f"sed -i '/^read_mode *=/d' {q(path)} && "
-            f"if grep -q '^\\[raft\\]' {q(path)}; then "
-            f"sed -i '/^\\[raft\\]/a read_mode = \"local\"' {q(path)}; "
-            f"else printf '\\n[raft]\\nread_mode = \"local\"\\n' >> {q(path)}; fi"
-        )
-
-    _edit_and_restart(cluster, edit)
-    wait_for(lambda: _read_modes(cluster) == {"local"}, 30, 0.5, "every member reading locally")
+    _set_raft_knob(cluster, "read_mode", "local")
 
 
 def linearizable_reads(cluster: Cluster) -> None:
     """The role's config back on every member; wait until all read through the log again."""
-    _restore_and_restart(cluster)
-    wait_for(lambda: _read_modes(cluster) == {"linearizable"}, 30, 0.5, "every member reading linearizably")
+    _restore_raft_knob(cluster, "read_mode", "linearizable")
+
+
+def local_ids(cluster: Cluster) -> None:
+    """``[raft] id_mode = "local"`` on every member: ``/next-id`` from each member's own counter."""
+    _set_raft_knob(cluster, "id_mode", "local")
+
+
+def replicated_ids(cluster: Cluster) -> None:
+    """The role's config back on every member; wait until ids go through the log again."""
+    _restore_raft_knob(cluster, "id_mode", "replicated")
 
 
 # -- clients without a certificate -----------------------------------------------------------------------
