@@ -32,4 +32,7 @@ def reference_server(cluster: Cluster) -> None:
 
     name = spec_of(cluster, "custom_server").name
     if name != "raftkv":
-        pytest.skip(f"these checks read the reference server's own /cluster fields; {name} is not raftkv")
+        pytest.skip(
+            f"inventory {cluster.source}: its custom server is {name}, not raftkv (these checks read the "
+            "reference server's own /cluster fields)"
+        )

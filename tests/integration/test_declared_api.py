@@ -55,7 +55,7 @@ def api(cluster: Cluster) -> DeclaredClient:
         spec = spec_of(cluster)
     except DeclarationError as exc:
         if "not set on the hosts" in str(exc):
-            pytest.skip(str(exc))
+            pytest.skip(f"inventory {cluster.source}: {exc}")
         raise
     c = DeclaredClient.from_cluster(cluster, spec)
     c.wait_for_ready(READY_S)
@@ -75,7 +75,10 @@ def test_declared_workload_holds_under_a_fault(
     cluster: Cluster, api: DeclaredClient, history: History, nemesis: Nemesis, bench, workload: str
 ) -> None:
     if workload not in api.spec.workloads:
-        pytest.skip(f"{api.spec.name} does not declare the {workload} workload (custom_server_api.workloads)")
+        pytest.skip(
+            f"inventory {cluster.source}: {api.spec.name} declares no {workload} workload "
+            "(custom_server_api.workloads)"
+        )
     fault, role = CASES[workload]
     leader = api.wait_for_ready(READY_S)
     name = leader if role == "leader" else next(m.name for m in api.members if m.name != leader)
@@ -91,5 +94,12 @@ def test_declared_workload_holds_under_a_fault(
         work.wait_ops(OPS_EACH_PHASE, 30)
     verdict = work.check()
     print(f"{api.spec.name} {workload} under {fault} of the {role} {name}: {verdict} ({dict(work.counts)})")
-    bench.record(f"declared_{workload}_operations", work.operations, "ops", server=api.spec.name, fault=fault)
+    bench.record(
+        f"declared_{workload}_operations",
+        work.operations,
+        "ops",
+        server=api.spec.name,
+        fault=f"{fault}-{role}",
+        verdict=verdict.status,
+    )
     assert verdict.valid is True, str(verdict)

@@ -130,3 +130,37 @@ def test_classification_first_rule_then_defaults() -> None:
     assert read.classify(400, {}).outcome == "fail"
     assert read.classify(200, {"value": "x"}).outcome == "ok"
     assert raft.op("cas").classify(409, {}).mismatch
+
+
+def test_the_harness_finds_the_declaration_in_the_inventory(tmp_path) -> None:
+    """spec_of reads custom_server_api from the hosts of the group it names; none is one line."""
+    import yaml
+
+    from gauntlet.clients.declared import spec_of
+    from gauntlet.cluster import Cluster
+
+    api = raftkv_api()
+    api["endpoint"]["group"] = "kv"
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "children": {
+                        "kv": {
+                            "hosts": {"h1": {"ansible_connection": "local"}},
+                            "vars": {"custom_server_api": api},
+                        }
+                    }
+                }
+            }
+        )
+    )
+    cluster = Cluster.from_inventory(inv)
+    assert spec_of(cluster).name == "raftkv"
+    assert spec_of(cluster, "kv").endpoint.group == "kv"
+    bare = tmp_path / "bare.yml"
+    bare.write_text("all:\n  children:\n    kv:\n      hosts:\n        h1: {ansible_connection: local}\n")
+    with pytest.raises(DeclarationError) as exc:
+        spec_of(Cluster.from_inventory(bare))
+    assert str(exc.value) == "custom_server_api: not set on the hosts of any group of the inventory"

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from gauntlet import api_spec
@@ -23,6 +23,9 @@ from gauntlet.bench import wait_for
 from gauntlet.clients.base import ClientError, Fail, Info, record
 from gauntlet.clients.http import Answer, HttpTransport, Member
 from gauntlet.history import History
+
+if TYPE_CHECKING:
+    from gauntlet.cluster import Cluster
 
 T = TypeVar("T")
 MAX_REDIRECTS = 3
@@ -53,10 +56,10 @@ class CasMismatch(Fail):
         self.current = current
 
 
-def spec_of(cluster: Any, group: str | None = None) -> ApiSpec:
+def spec_of(cluster: Cluster, group: str | None = None) -> ApiSpec:
     """The validated ``custom_server_api`` of the hosts of ``group`` (default: the first group whose hosts
     declare one)."""
-    groups = [group] if group else list(cluster.groups)
+    groups = [group] if group else [g for g in cluster.groups() if g not in ("all", "ungrouped")]
     for g in groups:
         for h in cluster.group(g):
             raw = h.var(api_spec.PREFIX)
@@ -104,7 +107,7 @@ class DeclaredClient:
     @classmethod
     def from_cluster(
         cls,
-        cluster: Any,
+        cluster: Cluster,
         spec: ApiSpec | None = None,
         *,
         history: History | None = None,
