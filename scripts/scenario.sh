@@ -5,7 +5,7 @@
 # proof) → destroy, as `molecule test` does plus the planted-defect proof, with a
 # BENCH line per phase and one for the whole run. The checks' output (pytest, via molecule/_shared/verify.yml)
 # streams to the terminal while they run. The hosts are destroyed at the end, on failure, and on INT/TERM
-# (unless --keep). Exit status: the first failing phase's.
+# (unless --keep). Exit status: the first failing phase's, whose name it writes to $GAUNTLET_REPORT_DIR/failed-phase.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 name=${1:?usage: scripts/scenario.sh NAME [--no-idempotence] [--no-prove] [--keep]}; shift
@@ -28,7 +28,9 @@ if ! flock -n 9; then
   flock 9
 fi
 report=${GAUNTLET_REPORT_DIR:-$PWD/report/$name}
-mkdir -p "$report"
+# The marker says gauntlet made this directory: `gauntlet run` removes no run directory without it.
+[ -d "$report" ] || { mkdir -p "$report" && : > "$report/.gauntlet-run"; }
+rm -f "$report/failed-phase"
 export GAUNTLET_REPORT_DIR=$report GAUNTLET_VERIFY_LOG=$report/verify.log
 : > "$GAUNTLET_VERIFY_LOG"
 tailer=
@@ -46,6 +48,7 @@ phase() {  # phase NAME CMD... : run, time, and stop the run at the first failur
   echo "BENCH molecule_${p}_${name}_seconds=$(( $(date +%s) - t )) s"
   if [ $rc -ne 0 ]; then
     echo "scenario $name: $p failed (exit $rc)"
+    echo "$p" > "$report/failed-phase"  # gauntlet run: a verify/prove failure is the checks', any other provisioning's
     cleanup
     echo "BENCH molecule_test_${name}_seconds=$(( $(date +%s) - t_all )) s"
     exit $rc

@@ -3,20 +3,91 @@
 gauntlet run --topology default            # Molecule container hosts on this machine
 gauntlet run --inventory inventories/staging   # your hosts, over SSH
 gauntlet report report/                    # rebuild the HTML page from a report directory
+gauntlet --version
+
+Exit status of ``gauntlet run`` (README.md, "The harness"):
+
+== ===========================================================================================
+0  every check passed
+1  checks failed (pytest's failures, a failed planted-defect proof)
+2  bad usage: click's own errors, an option that does not apply to the chosen mode, a run
+   directory it will not remove
+3  provisioning failed (the playbook; Molecule's create, converge, idempotence or destroy)
+4  the inventory could not be read (as the pytest plugin's ``--inventory`` ends a run)
+== ===========================================================================================
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO, Any
 
 import click
 
-from gauntlet.report import build_report
+# The distribution pyproject.toml names ([project] name): what --version reports.
+DISTRIBUTION = "gauntlet-cluster"
+
+EXIT_OK = 0
+EXIT_CHECKS_FAILED = 1
+EXIT_USAGE = 2  # click.UsageError's own
+EXIT_PROVISION_FAILED = 3
+EXIT_INVENTORY = 4  # gauntlet.pytest_plugin: an unreadable --inventory
+
+# Written into every run directory gauntlet makes: only a directory holding it is ever removed.
+RUN_MARKER = ".gauntlet-run"
+# scripts/scenario.sh writes the name of the phase that failed here (in the run directory).
+FAILED_PHASE = "failed-phase"
+CHECK_PHASES = {"verify", "prove"}  # a failure there is the checks'; any other phase's is provisioning's
+
+# Options of `run` that only one mode uses (parameter name -> its flag).
+TOPOLOGY_ONLY = {"keep": "--keep", "idempotence": "--idempotence", "prove": "--prove"}
+INVENTORY_ONLY = {"skip_provision": "--skip-provision"}
+
+
+def package_version() -> str:
+    """The installed version of the harness; "unknown" when it is run from a checkout not installed."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error (exit 2) shown as its one line, without the usage text."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"Error: {self.format_message()}", file=file or sys.stderr)
+
+
+class RunFailed(click.ClickException):
+    """A run that ended with a failure: its class's exit status says which (see the module docstring)."""
+
+
+class ChecksFailed(RunFailed):
+    exit_code = EXIT_CHECKS_FAILED
+
+
+class ProvisionFailed(RunFailed):
+    exit_code = EXIT_PROVISION_FAILED
+
+
+class InventoryUnreadable(RunFailed):
+    exit_code = EXIT_INVENTORY
+
+
+# A failed run's exit status -> how it ends and what its last line says.
+FAILURES: dict[int, tuple[type[RunFailed], str]] = {
+    EXIT_CHECKS_FAILED: (ChecksFailed, "checks failed"),
+    EXIT_PROVISION_FAILED: (ProvisionFailed, "provisioning failed"),
+    EXIT_INVENTORY: (InventoryUnreadable, "the inventory could not be read"),
+}
 
 
 def project_root() -> Path:
@@ -25,6 +96,86 @@ def project_root() -> Path:
         if (candidate / "galaxy.yml").exists() and (candidate / "molecule").is_dir():
             return candidate
     raise click.ClickException("run gauntlet from a gauntlet.cluster checkout (no galaxy.yml found)")
+
+
+def check_run_options(topology: str | None, inventory: str | None, options: dict[str, bool]) -> str:
+    """The mode ("topology" or "inventory") of a `run`; a usage error for two modes, none, or an option
+    given that the chosen mode does not use (never silently ignored)."""
+    if topology and inventory:
+        raise OneLineUsageError("--inventory does not apply with --topology: give one of the two modes")
+    if not topology and not inventory:
+        raise OneLineUsageError("give one of --topology NAME or --inventory PATH")
+    mode, foreign = ("topology", INVENTORY_ONLY) if topology else ("inventory", TOPOLOGY_ONLY)
+    for param, flag in foreign.items():
+        if options.get(param):
+            raise OneLineUsageError(f"{flag} does not apply to --{mode} runs")
+    return mode
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+RESERVED_NAMES = {"", ".", "..", "histories"}  # histories/: the report's own directory (report.data)
+
+
+def run_dir_name(topology: str | None, inventory: str | None) -> str:
+    """The run directory's name inside the report directory: the topology, else the resolved inventory
+    path's last part; only letters, digits, '.', '_' and '-', never empty, hidden, '.' or '..'."""
+    raw = topology if topology else Path(inventory or "").resolve().name
+    name = _UNSAFE.sub("_", raw).lstrip(".")
+    if name in RESERVED_NAMES:
+        name = f"run-{name.strip('.') or 'inventory'}"
+    return name
+
+
+def prepare_run_dir(report: Path, name: str) -> Path:
+    """Make ``report/name`` anew (a report shows one run, never a mix of old and new histories) with its
+    marker. An existing one is removed only when it is a real directory directly inside ``report`` that
+    gauntlet made (holds :data:`RUN_MARKER`); anything else is a usage error and nothing is removed."""
+    if name in RESERVED_NAMES or os.sep in name or (os.altsep and os.altsep in name):
+        raise OneLineUsageError(f"'{name}' cannot name a run directory")
+    report = report.resolve()
+    run_dir = report / name
+    if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
+        raise OneLineUsageError(f"refusing to remove {run_dir}: not a directory of the report {report}")
+    if run_dir.exists():
+        if run_dir.resolve().parent != report:
+            raise OneLineUsageError(f"refusing to remove {run_dir}: it is outside the report {report}")
+        if not (run_dir / RUN_MARKER).is_file():
+            raise OneLineUsageError(
+                f"refusing to remove {run_dir}: gauntlet did not make it (no {RUN_MARKER}); "
+                "move it away or give another --report"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / RUN_MARKER).write_text("made by gauntlet run: removed by the next run of the same name\n")
+    return run_dir
+
+
+def topology_exit_code(rc: int, run_dir: Path) -> int:
+    """``gauntlet run --topology``'s exit status from scripts/scenario.sh's and the phase it failed in."""
+    if rc == 0:
+        return EXIT_OK
+    marker = run_dir / FAILED_PHASE
+    phase = marker.read_text().strip() if marker.is_file() else ""
+    return EXIT_CHECKS_FAILED if phase in CHECK_PHASES else EXIT_PROVISION_FAILED
+
+
+def pytest_exit_code(rc: int) -> int:
+    """``gauntlet run --inventory``'s exit status from its pytest's: 4 stays 4 (the plugin could not read the
+    inventory: the command line is gauntlet's own, so no other usage error), any other failure is 1."""
+    if rc == 0:
+        return EXIT_OK
+    return EXIT_INVENTORY if rc == 4 else EXIT_CHECKS_FAILED
+
+
+def read_inventory(inventory: str) -> None:
+    """Exit 4 with one line when the inventory cannot be read, before anything is provisioned."""
+    from gauntlet.cluster import Cluster
+    from gauntlet.errors import GauntletError
+
+    try:
+        Cluster.from_inventory(inventory)
+    except GauntletError as exc:
+        raise InventoryUnreadable(f"cannot read the inventory {inventory}: {exc}") from None
 
 
 def step(n: int, total: int, text: str) -> None:
@@ -60,6 +211,7 @@ def _check_topology(root: Path, topology: str) -> None:
 
 
 @click.group()
+@click.version_option(package_version(), "--version", prog_name="gauntlet", message="%(prog)s %(version)s")
 def main() -> None:
     """Bring up multi-host topologies and prove them with fault-injecting checks."""
 
@@ -85,16 +237,23 @@ def run(
     prove: bool,
     skip_provision: bool,
 ) -> None:
-    """Provision, run every check that applies, write the report; exit non-zero when a check fails."""
-    if bool(topology) == bool(inventory):
-        raise click.UsageError("give exactly one of --topology NAME or --inventory PATH")
+    """Provision, run every check that applies, write the report. Exit 0 when every check passed, 1 when
+    checks failed, 2 on bad usage, 3 when provisioning failed, 4 when the inventory could not be read."""
+    check_run_options(
+        topology,
+        inventory,
+        {"keep": keep, "idempotence": idempotence, "prove": prove, "skip_provision": skip_provision},
+    )
+    from gauntlet.report import build_report  # here: matplotlib only for the commands that draw
+
     root = project_root()
+    if topology:
+        _check_topology(root, topology)  # before anything is removed: an unknown name names no directory
+    else:
+        read_inventory(str(Path(inventory).resolve()))  # type: ignore[arg-type]
     report = Path(report_dir).resolve()
-    name = topology or Path(inventory).name  # type: ignore[arg-type]
-    run_dir = report / name
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # a report shows one run, never a mix of old and new histories
-    run_dir.mkdir(parents=True)
+    name = run_dir_name(topology, inventory)
+    run_dir = prepare_run_dir(report, name)
     env = dict(os.environ)
     env.update(
         GAUNTLET_REPORT_DIR=str(run_dir),
@@ -103,7 +262,6 @@ def run(
     )
     started = time.monotonic()
     if topology:
-        _check_topology(root, topology)
         # The demo skips Molecule's idempotence pass (a second converge that only proves the roles change
         # nothing: `make test` runs it for every topology); --idempotence puts it back.
         cmd = [str(root / "scripts" / "scenario.sh"), topology]
@@ -113,15 +271,16 @@ def run(
         phases = "create, converge" + (", idempotence" if idempotence else "") + ", verify"
         phases += ", prove" if prove else ""
         step(1, 3, f"{topology} on container hosts ({phases}{'' if keep else ', destroy'})")
-        rc = _run(cmd, root, env)
+        code = topology_exit_code(_run(cmd, root, env), run_dir)
     else:
         inv = str(Path(inventory).resolve())  # type: ignore[arg-type]
         env["GAUNTLET_INVENTORY"] = inv
-        rc = 0
+        code = EXIT_OK
         if not skip_provision:
             step(1, 3, f"ansible-playbook -i {inventory} playbooks/site.yml")
-            rc = _run(["ansible-playbook", "-i", inv, "playbooks/site.yml"], root, env)
-        if rc == 0:
+            if _run(["ansible-playbook", "-i", inv, "playbooks/site.yml"], root, env):
+                code = EXIT_PROVISION_FAILED
+        if code == EXIT_OK:
             step(2, 3, f"pytest tests/integration --inventory {inventory}")
             rc = _run(
                 [
@@ -137,6 +296,7 @@ def run(
                 root,
                 env,
             )
+            code = pytest_exit_code(rc)
     wall = time.monotonic() - started
     with (run_dir / "bench.jsonl").open("a") as fh:
         fh.write(
@@ -146,8 +306,9 @@ def run(
     page = build_report(report, title=f"gauntlet.cluster — {name}")
     click.echo(f"BENCH main_job_wall_seconds={wall:.0f} s ({name})")
     click.secho(f"report: {page}", bold=True)
-    if rc != 0:
-        raise click.ClickException(f"{name}: checks failed or provisioning failed (exit {rc}); see {page}")
+    if code != EXIT_OK:
+        failure, what = FAILURES[code]
+        raise failure(f"{name}: {what} (exit {code}); see {page}")
 
 
 @main.command()
@@ -217,6 +378,8 @@ def prove(
 @click.argument("report_dir", type=click.Path(exists=True, file_okay=False))
 def report(report_dir: str) -> None:
     """Rebuild REPORT_DIR/index.html from the runs in it."""
+    from gauntlet.report import build_report
+
     click.echo(build_report(report_dir))
 
 

@@ -20,6 +20,10 @@ from gauntlet.inventory import Inventory
 PODMAN_CONNECTIONS = {"podman", "containers.podman.podman"}
 SSH_CONNECTIONS = {"ssh", "ansible.builtin.ssh", "paramiko", "paramiko_ssh", "ansible.builtin.paramiko_ssh"}
 LOCAL_CONNECTIONS = {"local", "ansible.builtin.local"}
+# Every command on a host runs under coreutils' `timeout`, so none can hang a check forever (a wedged
+# `systemctl`, a client waiting on a partitioned peer, a prompt). 120 s is above the slowest command a check
+# runs without its own limit; a caller that needs longer (or shorter) passes ``timeout=``.
+DEFAULT_COMMAND_TIMEOUT = 120.0
 
 
 @dataclass
@@ -146,10 +150,14 @@ class Host:
     def run(
         self, command: str | list[str], check: bool = False, timeout: float | None = None
     ) -> CommandResult:
-        """Run a shell command on the host (as root: container hosts are root, SSH hosts use become)."""
+        """Run a shell command on the host (as root: container hosts are root, SSH hosts use become).
+
+        It is killed after ``timeout`` seconds (exit 124): :data:`DEFAULT_COMMAND_TIMEOUT` when ``None``; 0 (or
+        less) runs it without a limit."""
         cmd = command if isinstance(command, str) else shlex.join(command)
-        if timeout:
-            cmd = f"timeout {int(timeout)} sh -c {shlex.quote(cmd)}"
+        limit = DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout
+        if limit > 0:
+            cmd = f"timeout {max(1, int(limit))} sh -c {shlex.quote(cmd)}"
         with self._lock:  # testinfra backends are not thread-safe per host
             r = self.testinfra.run(cmd)
         result = CommandResult(self.name, cmd, r.rc, r.stdout, r.stderr)

@@ -120,3 +120,29 @@ def test_services_are_the_units_the_roles_declare(tmp_path):
     hosts = HOSTS + "    redis_cluster:\n      hosts:\n        rc1: {ansible_connection: podman}\n"
     c = Cluster.from_inventory(write_inventory(tmp_path, hosts))
     assert c["rc1"].services == ["redis-server@6379", "redis-server@6380"]
+
+
+class _RecordingBackend:
+    """Stands in for a testinfra host: records the command string Host.run builds."""
+
+    def __init__(self):
+        self.commands = []
+
+    def run(self, cmd):
+        self.commands.append(cmd)
+        return type("R", (), {"rc": 0, "stdout": "", "stderr": ""})()
+
+
+def test_host_run_has_a_default_timeout_and_keeps_a_callers_own(tmp_path):
+    from gauntlet import cluster as cluster_mod
+
+    host = Cluster.from_inventory(write_inventory(tmp_path, HOSTS))["etcd1"]
+    backend = _RecordingBackend()
+    host.__dict__["testinfra"] = backend  # the cached_property's slot: no container is reached
+    default = int(cluster_mod.DEFAULT_COMMAND_TIMEOUT)
+    assert (
+        host.run("systemctl is-active etcd").command == f"timeout {default} sh -c 'systemctl is-active etcd'"
+    )
+    assert host.run(["echo", "a b"], timeout=7).command == "timeout 7 sh -c 'echo '\"'\"'a b'\"'\"''"
+    assert host.run("sleep 1000", timeout=0).command == "sleep 1000"  # 0: explicitly no limit
+    assert backend.commands[0].startswith(f"timeout {default} ")

@@ -67,3 +67,16 @@ values = st.recursive(
 @given(st.dictionaries(keys, values, max_size=5))
 def test_any_document_round_trips(doc):
     assert tomllib.loads(to_toml(doc)) == doc
+
+
+def test_written_by_tomli_w():
+    """The document is tomli-w's (no hand-written serializer): the filter only drops the Nones first."""
+    import tomli_w
+
+    doc = {"a": 1, "b": [1, None, 2], "t": {"x": "y", "n": None}, "aot": [{"k": 1}, {"k": 2}]}
+    assert to_toml(doc) == tomli_w.dumps({"a": 1, "b": [1, 2], "t": {"x": "y"}, "aot": [{"k": 1}, {"k": 2}]})
+
+
+def test_refuses_a_lone_surrogate():
+    with pytest.raises(TypeError, match="surrogate"):
+        to_toml({"x": "a\ud800b"})
