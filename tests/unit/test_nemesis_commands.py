@@ -32,6 +32,9 @@ def test_kill_keeps_the_unit_down_until_undone():
     start, undo = commands.kill_unit("patroni")
     assert "systemctl kill --signal=SIGKILL patroni" in start
     assert "systemctl stop patroni" in start  # no Restart= brings it back during the fault
+    # a stop that hangs (systemd missed the empty cgroup) is bounded and finished after a daemon-reload
+    assert f"timeout {commands.STOP_WAIT_S} systemctl stop patroni" in start
+    assert "|| { systemctl daemon-reload;" in start
     assert undo == "systemctl start patroni"
 
 

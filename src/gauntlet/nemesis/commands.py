@@ -150,11 +150,20 @@ def signal_unit(unit: str, signal: str) -> str:
     return f"systemctl kill --signal={signal} {shlex.quote(unit)}"
 
 
+# How long the stop after a SIGKILL may wait before systemd is made to look at the unit's cgroup again.
+# Seen here: systemd in a cgroup-v1 container missed the "cgroup empty" event of a unit killed while it
+# was starting (redis-server@6379, TimeoutStopSec=infinity) and its stop job waited in final-sigterm for
+# 15 minutes, until a daemon-reload made it see the cgroup was empty.
+STOP_WAIT_S = 15
+
+
 def kill_unit(unit: str) -> tuple[str, str]:
-    """(start, undo): SIGKILL a unit's processes and keep it down (no Restart=) until undone."""
+    """(start, undo): SIGKILL a unit's processes and keep it down (no Restart=) until undone. The stop is
+    bounded: if it hangs, a daemon-reload lets systemd notice the empty cgroup and finish it."""
     u = shlex.quote(unit)
+    stop = f"timeout {STOP_WAIT_S} systemctl stop {u} 2>/dev/null"
     return (
-        f"systemctl kill --signal=SIGKILL {u}; systemctl stop {u} 2>/dev/null; "
+        f"systemctl kill --signal=SIGKILL {u}; {stop} || {{ systemctl daemon-reload; {stop}; }}; "
         f"systemctl reset-failed {u} 2>/dev/null; true",
         f"systemctl start {u}",
     )
