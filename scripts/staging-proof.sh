@@ -162,9 +162,9 @@ fi
 # hosts and groups of the topology, each at its container's address.
 host_addrs=()
 for line in "${PLATFORMS[@]}"; do host_addrs+=("$line ${ADDR[${line%% *}]}"); done
-python3 - "$INV/hosts.yml" "$WORK" "$SSH_OPTS" "${host_addrs[@]}" <<'EOF'
-import sys, yaml
-out, work, ssh_opts, lines = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+python3 - "$INV/hosts.yml" "$WORK" "$SSH_OPTS" "molecule/$TOPOLOGY/hosts.yml" "${host_addrs[@]}" <<'EOF'
+import os, sys, yaml
+out, work, ssh_opts, scenario_hosts, lines = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 example = yaml.safe_load(open("inventories/staging/hosts.yml"))
 all_vars = dict(example["all"].get("vars") or {})
 all_vars.update(
@@ -179,6 +179,13 @@ for line in lines:
     name, groups, address = line.split(" ")
     for g in filter(None, groups.split(",")):
         children.setdefault(g, {"hosts": {}})["hosts"][name] = {"ansible_host": address}
+# The scenario's declared client API (custom_server_api, known in one place: molecule/<topology>/hosts.yml),
+# so the declared-API checks the container run passed run over SSH too; its other values are Molecule's.
+scenario = yaml.safe_load(open(scenario_hosts)) if os.path.exists(scenario_hosts) else {}
+for g, body in (scenario or {}).items():
+    api = ((body or {}).get("vars") or {}).get("custom_server_api")
+    if api is not None and g in children:
+        children[g]["vars"] = {"custom_server_api": api}
 doc = {"all": {"vars": all_vars, "children": children}}
 head = "# Written by scripts/staging-proof.sh: the staging example's settings, this proof's hosts.\n"
 open(out, "w").write(head + yaml.safe_dump(doc, sort_keys=False))

@@ -86,7 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_planted_key] = planted
 
 
-def _load_cluster(config: pytest.Config) -> Cluster | str:
+def load_cluster(config: pytest.Config) -> Cluster | str:
     """The session's cluster, or the reason there is none (cached)."""
     if _cluster_key not in config.stash:
         source = config.getoption("--inventory")
@@ -106,7 +106,7 @@ def _load_cluster(config: pytest.Config) -> Cluster | str:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Read the inventory at once when one is given: an unreadable one ends the run with one line (exit 4)."""
     if session.config.getoption("--inventory") and not session.config.option.collectonly:
-        _load_cluster(session.config)
+        load_cluster(session.config)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -117,7 +117,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         needed = [g for m in item.iter_markers() for g in MARKER_GROUPS.get(m.name, ())]
         if not needed:
             continue
-        cluster = _load_cluster(config)
+        cluster = load_cluster(config)
         if isinstance(cluster, str):
             item.add_marker(pytest.mark.skip(reason=cluster))
             continue
@@ -131,7 +131,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Cluster:
     """The cluster under test, from ``--inventory``; its topology is written to the report directory."""
-    c = _load_cluster(request.config)
+    c = load_cluster(request.config)
     if isinstance(c, str):
         pytest.skip(c)
     try:
@@ -240,4 +240,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
-__all__ = ["MARKER_GROUPS", "GroupMissing"]
+__all__ = ["MARKER_GROUPS", "GroupMissing", "load_cluster"]

@@ -16,6 +16,7 @@ scenario) both run it from their declarations. ``pytest -m custom --inventory <y
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -26,6 +27,7 @@ from gauntlet.clients.declared import DeclaredClient, spec_of
 from gauntlet.cluster import Cluster
 from gauntlet.history import History
 from gauntlet.nemesis import Nemesis, catalogue
+from gauntlet.pytest_plugin import load_cluster
 
 # custom: selected with the custom server's checks (pytest -m custom); declared: its group is the one the
 # description names (etcd's gateway runs it in the etcd topology), not custom_server.
@@ -70,7 +72,20 @@ def ready_again(api: DeclaredClient) -> Iterator[None]:
     api.wait_for_ready(READY_S)
 
 
-@pytest.mark.parametrize("workload", list(CASES))
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One check per workload the inventory's description lists (all of them when it has none: they
+    skip, saying so) -- so a run collects exactly the promises the server declared."""
+    if "workload" not in metafunc.fixturenames:
+        return
+    names = list(CASES)
+    cluster = load_cluster(metafunc.config)
+    if not isinstance(cluster, str):
+        # no declaration, or a bad one: all are collected and the api fixture says which, in one line
+        with contextlib.suppress(DeclarationError):
+            names = [w for w in CASES if w in spec_of(cluster).workloads]
+    metafunc.parametrize("workload", names)
+
+
 def test_declared_workload_holds_under_a_fault(
     cluster: Cluster, api: DeclaredClient, history: History, nemesis: Nemesis, bench, workload: str
 ) -> None:
