@@ -21,7 +21,7 @@ from gauntlet import api_spec
 from gauntlet.api_spec import ApiSpec, DeclarationError, Operation
 from gauntlet.bench import wait_for
 from gauntlet.clients.base import ClientError, Fail, Info, record
-from gauntlet.clients.http import Answer, HttpTransport, Member
+from gauntlet.clients.http import Answer, HttpTransport, Member, MemberClient
 from gauntlet.history import History
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def spec_of(cluster: Cluster, group: str | None = None) -> ApiSpec:
     raise DeclarationError(api_spec.PREFIX, f"not set on the hosts of {where} of the inventory")
 
 
-class DeclaredClient:
+class DeclaredClient(MemberClient):
     """Talks to every member of one cluster as the description says; optionally records into ``history``.
 
     One client object is one *process* of the history; :meth:`for_process` gives siblings for concurrent
@@ -136,22 +136,6 @@ class DeclaredClient:
             connect_timeout=ep.connect_timeout if connect_timeout is None else connect_timeout,
         )
         return cls(spec, members, transport, history=history, process=process, retry_for=retry_for)
-
-    def for_process(self, process: str, history: History | None = None) -> DeclaredClient:
-        """A sibling client with its own process id (and the same or another history)."""
-        c = DeclaredClient.__new__(DeclaredClient)
-        c.__dict__.update(self.__dict__)
-        c.process = process
-        c.history = history if history is not None else self.history
-        c.transport = self.transport.sibling()
-        return c
-
-    def member(self, name: str) -> Member:
-        """The member of an inventory name or an address."""
-        for m in self.members:
-            if name in (m.name, m.address):
-                return m
-        raise KeyError(f"no member {name} (members: {[m.name for m in self.members]})")
 
     # -- one exchange --------------------------------------------------------------------------------------
     def _headers(self, op: Operation, has_body: bool, json_body: bool) -> dict[str, str]:

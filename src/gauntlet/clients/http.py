@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 from gauntlet.clients.base import Fail, Info
 
@@ -148,3 +149,29 @@ class HttpTransport:
         for conn, _ in self._conns.by_member.values():
             conn.close()
         self._conns.by_member.clear()
+
+
+class MemberClient:
+    """What every client of a cluster of HTTP members shares: its members, one history process per object,
+    siblings for concurrent workers (same settings, connections of their own)."""
+
+    members: list[Member]
+    transport: HttpTransport
+    history: Any
+    process: str
+
+    def for_process(self, process: str, history: Any = None) -> Self:
+        """A sibling client with its own process id (and the same or another history)."""
+        c = type(self).__new__(type(self))
+        c.__dict__.update(self.__dict__)
+        c.process = process
+        c.history = history if history is not None else self.history
+        c.transport = self.transport.sibling()
+        return c
+
+    def member(self, name: str) -> Member:
+        """The member of an inventory name or an address."""
+        for m in self.members:
+            if name in (m.name, m.address):
+                return m
+        raise KeyError(f"no member {name} (members: {[m.name for m in self.members]})")

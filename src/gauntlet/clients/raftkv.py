@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 from gauntlet.bench import wait_for
 from gauntlet.clients.base import ClientError, Fail, Info, record
-from gauntlet.clients.http import HttpTransport, Member
+from gauntlet.clients.http import HttpTransport, Member, MemberClient
 from gauntlet.history import History
 
 T = TypeVar("T")
@@ -46,7 +46,7 @@ class CasMismatch(Fail):
         self.current = current
 
 
-class RaftKVClient:
+class RaftKVClient(MemberClient):
     """Talks to every member of one cluster; optionally records each operation into ``history``.
 
     One client object is one *process* of the history (it must run one operation at a time); use
@@ -103,21 +103,6 @@ class RaftKVClient:
         kwargs.setdefault("ca_file", cluster.ca_cert)
         kwargs.setdefault("client_cert", cluster.client_cert(client_name))
         return cls(members, **kwargs)
-
-    def for_process(self, process: str, history: History | None = None) -> RaftKVClient:
-        """A sibling client with its own process id (and the same or another history)."""
-        c = RaftKVClient.__new__(RaftKVClient)
-        c.__dict__.update(self.__dict__)
-        c.process = process
-        c.history = history if history is not None else self.history
-        c.transport = self.transport.sibling()
-        return c
-
-    def member(self, name: str) -> Member:
-        for m in self.members:
-            if m.name == name or m.address == name:
-                return m
-        raise KeyError(f"no member {name} (members: {[m.name for m in self.members]})")
 
     # -- one HTTP exchange ---------------------------------------------------------------------------------
     def request(
