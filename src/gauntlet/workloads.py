@@ -144,15 +144,23 @@ class Register(Workload):
         return unknown("linearizable", line, evidence)
 
 
-class CounterWorkload(Workload):
+class OneKey(Workload):
+    """A workload on one object (a counter, a set, a sequence): ``key`` is fresh for every run."""
+
+    key_prefix: ClassVar[str]
+
+    def __init__(self, client: DeclaredClient, history: History, **kw: Any) -> None:
+        self.key = fresh(self.key_prefix)
+        super().__init__(client, history, **kw)
+
+
+class CounterWorkload(OneKey):
     """Increments of one counter and reads of it: every read between acknowledged and possible increments,
     and (increments only) never below an earlier read."""
 
     name = "counter"
 
-    def __init__(self, client: DeclaredClient, history: History, **kw: Any) -> None:
-        self.key = fresh("counter")
-        super().__init__(client, history, **kw)
+    key_prefix = "counter"
 
     def operation(self, c: DeclaredClient, rng: random.Random, process: str, n: int) -> None:
         if rng.random() < 0.6:
@@ -165,15 +173,13 @@ class CounterWorkload(Workload):
         return counter(self.history, key=self.key)
 
 
-class SetWorkload(Workload):
+class SetWorkload(OneKey):
     """Adds of unique elements to one set, some reads; after heal a final read holds every acknowledged add
     and nothing never added."""
 
     name = "set"
 
-    def __init__(self, client: DeclaredClient, history: History, **kw: Any) -> None:
-        self.key = fresh("set")
-        super().__init__(client, history, **kw)
+    key_prefix = "set"
 
     def operation(self, c: DeclaredClient, rng: random.Random, process: str, n: int) -> None:
         if rng.random() < 0.8:
@@ -186,14 +192,12 @@ class SetWorkload(Workload):
         return set_full(self.history, key=self.key)
 
 
-class UniqueIds(Workload):
+class UniqueIds(OneKey):
     """Every client asks one sequence for ids, across members and faults: none handed out twice."""
 
     name = "unique_ids"
 
-    def __init__(self, client: DeclaredClient, history: History, **kw: Any) -> None:
-        self.key = fresh("ids")
-        super().__init__(client, history, **kw)
+    key_prefix = "ids"
 
     def operation(self, c: DeclaredClient, rng: random.Random, process: str, n: int) -> None:
         # spread over the members (one attempt each): a duplicate comes from two members disagreeing
