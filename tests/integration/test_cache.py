@@ -83,7 +83,10 @@ def test_no_read_older_than_an_acknowledged_write(
     returns an older version — even with slow readers racing the writers."""
     keys = fresh_keys(env, 8, pattern)
     ttl_s, write_interval_s = RACE_SETTINGS[pattern]
-    w = run_workload(env, history, pattern, keys, ttl_s=ttl_s, seconds=12, write_interval_s=write_interval_s)
+    seconds = 12.0
+    w = run_workload(
+        env, history, pattern, keys, ttl_s=ttl_s, seconds=seconds, write_interval_s=write_interval_s
+    )
     stats = w.stats()
     reads, writes = completed(history, "read"), completed(history, "write")
     assert reads > 200 and writes > 50, (
@@ -91,6 +94,11 @@ def test_no_read_older_than_an_acknowledged_write(
     )
     assert not stats.corrupt, stats.corrupt[:3]
     assert not w.errors, w.errors[:5]
+    # The performance table's cache rows (measured, not asserted): reads per second and read latency.
+    durations_ms = sorted(d * 1000 for d in read_durations(history))
+    bench.record(f"cache_{pattern}_reads_per_second", round(reads / seconds, 1), "ops/s", readers=6)
+    bench.record(f"cache_{pattern}_read_p50_ms", round(durations_ms[len(durations_ms) // 2], 3), "ms")
+    bench.record(f"cache_{pattern}_read_p99_ms", round(durations_ms[int(len(durations_ms) * 0.99)], 3), "ms")
     stale = stale_reads(history)
     bench.record(
         f"{pattern}_stale_reads",
