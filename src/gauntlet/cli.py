@@ -3,6 +3,7 @@
 gauntlet run --topology default            # Molecule container hosts on this machine
 gauntlet run --inventory inventories/staging   # your hosts, over SSH
 gauntlet report report/                    # rebuild the HTML page from a report directory
+gauntlet clean [--scenario NAME]           # remove the containers and networks an interrupted run left
 gauntlet --version
 
 Exit status of ``gauntlet run`` (README.md, "The harness"):
@@ -372,6 +373,28 @@ def prove(
     failed = [r.defect for r in rows if not r.held]
     if failed:
         raise click.ClickException(f"proof failed for {', '.join(failed)}: caught must equal planted")
+
+
+@main.command()
+@click.option("--scenario", help="Only this scenario's (the value of its gauntlet_scenario label).")
+def clean(scenario: str | None) -> None:
+    """Remove every container and network of ours that an interrupted run left (those labelled
+    gauntlet_scenario; nothing unlabelled is touched), containers first, and reset Molecule's state of the
+    scenarios cleaned. Exit 0 when nothing of ours is left, 1 when something could not be removed."""
+    from gauntlet import cleanup
+
+    try:
+        root: Path | None = project_root()
+    except click.ClickException:
+        root = None  # outside a checkout: no Molecule state to reset
+    try:
+        cleaned = cleanup.clean(scenario, root)
+    except cleanup.PodmanFailed as exc:
+        raise click.ClickException(f"{exc}; nothing was removed") from None
+    for line in cleanup.report_lines(cleaned, scenario):
+        click.echo(line)
+    if cleaned.left:
+        raise click.ClickException(f"{len(cleaned.left)} thing(s) of ours are left (see above)")
 
 
 @main.command()
