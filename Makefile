@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?= etcd redis_cluster custom default citus
 REPORT ?= report
 
-.PHONY: setup demo test lint unit scenarios scenario-citus build clean staging-proof
+.PHONY: setup demo test lint unit scenarios scenario-citus build clean clean-hosts staging-proof
 
 setup:            ## install packages, containers.conf, venv, base image (idempotent)
 	@scripts/setup-host.sh
@@ -53,3 +53,8 @@ staging-proof:
 
 clean:
 	rm -rf $(REPORT) .cache/dist
+
+# The containers and networks an interrupted run left (label gauntlet_scenario), and Molecule's state of
+# the scenarios cleaned: every one, or SCENARIO=name's only (gauntlet clean).
+clean-hosts:
+	gauntlet clean $(if $(SCENARIO),--scenario $(SCENARIO))
