@@ -50,7 +50,9 @@ def host_networks(addresses: Iterable[object]) -> list[str]:
         try:
             ip = ipaddress.ip_address(text)
         except ValueError:
-            raise ValueError(f"'{text}' is not an IP address") from None
+            raise ValueError(
+                f"'{text}' is not an IP address (a one-host network is written with the host's address, not a name)"
+            ) from None
         net = f"{ip}/{ip.max_prefixlen}"
         if net not in out:
             out.append(net)
