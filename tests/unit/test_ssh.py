@@ -1,13 +1,27 @@
 """SSH hosts reach a staging machine with the inventory's own SSH settings (no host needed)."""
 
+import configparser
 import os
 import textwrap
+from pathlib import Path
 
 import paramiko
 import pytest
 
 from gauntlet.cluster import Cluster
 from gauntlet.ssh import InventorySSHBackend, SSHSettings, _AcceptNew, ssh_options, ssh_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ansible_cfg_does_not_turn_host_key_checking_off():
+    """ansible.cfg's host_key_checking = False made Ansible pass -o StrictHostKeyChecking=no BEFORE the
+    inventory's arguments, and OpenSSH keeps the first value: the inventory's accept-new/yes was ignored."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "ansible.cfg")
+    for section in ("defaults", "ssh_connection"):
+        value = cfg.get(section, "host_key_checking", fallback="true").strip().lower()
+        assert value in {"true", "yes", "1", "on"}, f"ansible.cfg [{section}] host_key_checking = {value}"
 
 
 def settings(**variables):
