@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import configparser
 import os
+import shutil
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,8 +166,11 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSSHD]:
     close_control_masters()
 
 
-def loopback_host(tmp_path: Path, sshd: LoopbackSSHD, policy: str = "", **extra: str) -> tuple[Host, Path]:
-    """Inventory host h1 at the loopback sshd, with known_hosts of the test's own and ``policy`` (-o args)."""
+def loopback_inventory(
+    tmp_path: Path, sshd: LoopbackSSHD, policy: str = "", **extra: str
+) -> tuple[Path, Path]:
+    """An inventory of host h1 at the loopback sshd, with known_hosts of the test's own and ``policy``
+    (-o arguments in ansible_ssh_common_args); the inventory directory and the known_hosts path."""
     known_hosts = tmp_path / "known_hosts"
     lines = [
         f"ansible_user: {sshd.user}",
@@ -173,7 +179,12 @@ def loopback_host(tmp_path: Path, sshd: LoopbackSSHD, policy: str = "", **extra:
         f"ansible_ssh_extra_args: '{NO_CONFIG} -o IdentitiesOnly=yes'",
         *(f"{k}: {v}" for k, v in extra.items()),
     ]
-    inv = write_inventory(tmp_path, "\n".join(lines), port=sshd.port)
+    return write_inventory(tmp_path, "\n".join(lines), port=sshd.port), known_hosts
+
+
+def loopback_host(tmp_path: Path, sshd: LoopbackSSHD, policy: str = "", **extra: str) -> tuple[Host, Path]:
+    """Host h1 of :func:`loopback_inventory`, through the Cluster model, and its known_hosts path."""
+    inv, known_hosts = loopback_inventory(tmp_path, sshd, policy, **extra)
     return Cluster.from_inventory(inv)["h1"], known_hosts
 
 
@@ -214,3 +225,31 @@ def test_checking_turned_off_by_the_inventory_accepts_unknown_hosts(
 ) -> None:
     host, _ = loopback_host(tmp_path, sshd, ansible_host_key_checking="false")
     assert host.run("true").rc == 0
+
+
+@pytest.mark.skipif(shutil.which("ansible") is None, reason="ansible is not installed")
+def test_ansible_itself_refuses_an_unknown_host_the_inventory_checks(
+    tmp_path: Path, sshd: LoopbackSSHD
+) -> None:
+    """The defect end to end: the inventory says StrictHostKeyChecking=yes, the host is unknown, and Ansible
+    (with this checkout's ansible.cfg) connected anyway; it must refuse, as the checks do."""
+    inv, known_hosts = loopback_inventory(
+        tmp_path, sshd, "-o StrictHostKeyChecking=yes", ansible_python_interpreter=sys.executable
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    ping = subprocess.run(
+        ["ansible", "-i", str(inv), "h1", "-m", "ansible.builtin.ping"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ping.returncode != 0, f"ansible reached a host whose key is unknown:\n{ping.stdout}"
+    assert "host key" in ping.stdout + ping.stderr
+    assert not known_hosts.exists() or not known_hosts.read_text().strip()
