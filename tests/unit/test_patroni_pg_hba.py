@@ -67,6 +67,9 @@ def run_networks(
     return ansible_playbook(play, str(inv), variables, check=not template)
 
 
+LOOPBACK = ["127.0.0.1/32", "::1/128"]
+
+
 def hostssl_networks(tmp_path: Path, host: str) -> list[str]:
     """The address column of the hostssl lines of ``host``'s rendered pg_hba, in order, once each."""
     config = yaml.safe_load((tmp_path / "rendered" / host).read_text())
@@ -78,7 +81,9 @@ def test_default_lets_in_the_cluster_and_the_controller_only(tmp_path: Path) -> 
     """Every member's pg_hba allows exactly the members, the load balancer and the controller (one /32 each),
     for clients and replication; the cache host and 0.0.0.0/0 are not in it; plain TCP is still rejected.
     On pg1 the controller's address is not set: it is the source address the controller's routing picks
-    towards pg1's ansible_host (127.0.0.1 here: loopback answers from 127.0.0.1); extra networks follow."""
+    towards pg1's ansible_host (127.0.0.1 here: loopback answers from 127.0.0.1); extra networks follow.
+    Loopback always comes first: Patroni reads its own timeline over a replication connection to localhost
+    (without it a demoted leader never rejoins: the CI failure of stop 22)."""
     inv = inventory(
         tmp_path,
         pg1={
@@ -90,9 +95,9 @@ def test_default_lets_in_the_cluster_and_the_controller_only(tmp_path: Path) -> 
     r = run_networks(tmp_path, inv, template=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     cluster = [f"{a}/32" for a in [*MEMBERS.values(), *BALANCER.values()]]
-    assert hostssl_networks(tmp_path, "pg1") == [*cluster, "127.0.0.1/32", "172.16.0.0/12"]
+    assert hostssl_networks(tmp_path, "pg1") == [*LOOPBACK, *cluster, "172.16.0.0/12"]
     for host in MEMBERS:
-        expected = [*cluster, f"{CONTROLLER}/32"] if host != "pg1" else hostssl_networks(tmp_path, "pg1")
+        expected = [*LOOPBACK, *cluster, f"{CONTROLLER}/32"] if host != "pg1" else hostssl_networks(tmp_path, "pg1")
         assert hostssl_networks(tmp_path, host) == expected, host
         config = yaml.safe_load((tmp_path / "rendered" / host).read_text())
         hba = config["postgresql"]["pg_hba"]
