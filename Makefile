@@ -23,6 +23,7 @@ lint:
 	@echo "==> ruff"; ruff check src tests servers plugins && ruff format --check src tests servers plugins
 	@echo "==> mypy (strict, src/gauntlet)"; mypy
 	@echo "==> ansible-lint"; ansible-lint --offline -q roles playbooks molecule
+	@echo "==> antsibull-changelog lint (changelogs/fragments)"; antsibull-changelog lint
 
 unit:
 	@echo "==> unit tests"; pytest tests/unit -q -p no:cacheprovider
