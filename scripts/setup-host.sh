@@ -3,7 +3,7 @@
 # Idempotent: every step checks first and says "ok" when nothing had to change.
 #   1. Debian packages (podman with runc, debootstrap, iptables, ssh client; sshd for the unit tests, not started)
 #   2. /etc/containers/containers.conf (runc + default ulimits below this machine's hard limits)
-#   3. the Python venv (.venv) with the pinned dependencies from pyproject.toml
+#   3. the Python venv (.venv) with the pinned, hashed dependencies of requirements.lock
 #   4. the collection link, so gauntlet.cluster.* resolves to this checkout
 #   5. the base image, built with debootstrap (no registry is reachable), tagged by a hash of its recipe
 set -euo pipefail
@@ -67,17 +67,8 @@ else
 fi
 
 # 3. venv ------------------------------------------------------------------------------------------------
-stamp="$VENV/.gauntlet-deps"
-want=$(cat pyproject.toml | sha256sum | cut -c1-16)
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  step 3/5 "installing Python dependencies into $VENV"
-  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  # (this machine's pip config names local mirrors that may be absent: its warnings are noise)
-  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[dev]" 2> >(grep -v '^WARNING: Location' >&2)
-  echo "$want" > "$stamp"
-else
-  step 3/5 "venv ok ($VENV)"
-fi
+# Every Python dependency from requirements.lock (pinned, hash-checked), then the project editable.
+PYTHON=$PYTHON scripts/install-venv.sh "$VENV" | sed -u 's|^|==> [setup 3/5] |'
 
 # 4. collection link -------------------------------------------------------------------------------------
 link=.cache/collections/ansible_collections/gauntlet/cluster
