@@ -97,7 +97,9 @@ def test_default_lets_in_the_cluster_and_the_controller_only(tmp_path: Path) -> 
     cluster = [f"{a}/32" for a in [*MEMBERS.values(), *BALANCER.values()]]
     assert hostssl_networks(tmp_path, "pg1") == [*LOOPBACK, *cluster, "172.16.0.0/12"]
     for host in MEMBERS:
-        expected = [*LOOPBACK, *cluster, f"{CONTROLLER}/32"] if host != "pg1" else hostssl_networks(tmp_path, "pg1")
+        expected = (
+            [*LOOPBACK, *cluster, f"{CONTROLLER}/32"] if host != "pg1" else hostssl_networks(tmp_path, "pg1")
+        )
         assert hostssl_networks(tmp_path, host) == expected, host
         config = yaml.safe_load((tmp_path / "rendered" / host).read_text())
         hba = config["postgresql"]["pg_hba"]
