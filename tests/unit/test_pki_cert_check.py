@@ -179,9 +179,10 @@ def test_a_missing_client_usage_is_named(run: tuple[dict[str, Path], str]) -> No
 SERVICE_PLAYS = {
     # the whole role: the check must come before anything is installed
     "patroni": "- hosts: member\n  gather_facts: false\n  roles:\n    - role: gauntlet.cluster.patroni\n",
-    # the standalone server's TLS steps (the role's main would first install packages)
+    # the standalone server's TLS steps (the role's main would first install packages); facts, as the
+    # collection's playbooks gather them, for the pg_hba networks preflight that comes first
     "postgresql": (
-        "- hosts: member\n  gather_facts: false\n  tasks:\n    - name: The standalone server's TLS steps\n"
+        "- hosts: member\n  gather_facts: true\n  gather_subset: [network]\n  tasks:\n    - name: The standalone server's TLS steps\n"
         "      ansible.builtin.include_role:\n        name: gauntlet.cluster.postgresql\n"
         "        tasks_from: standalone\n"
     ),
