@@ -9,10 +9,20 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?= etcd redis_cluster custom default citus
 REPORT ?= report
 
-.PHONY: setup demo test lint unit scenarios scenario-citus build clean staging-proof
+.PHONY: setup demo test lint unit scenarios scenario-citus build clean clean-hosts staging-proof lock
 
 setup:            ## install packages, containers.conf, venv, base image (idempotent)
 	@scripts/setup-host.sh
+
+# requirements.lock: every Python dependency (project, dev, build backend) pinned with the hashes of all its
+# published files, resolved for Python 3.11 from the public index alone (this machine's pip config, with its
+# local mirrors, is left out so the lock names no local path). Run it after changing pyproject.toml's pins;
+# `make setup` then installs from it (scripts/install-venv.sh). Existing pins are kept unless pyproject moves them.
+lock:             ## regenerate requirements.lock from pyproject.toml (needs the venv: make setup)
+	@python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "make lock: the lock is for Python 3.11")'
+	env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
+	  CUSTOM_COMPILE_COMMAND="make lock" pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	  --extra dev --all-build-deps --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 demo: setup       ## bring up the default topology, run its checks, write the report (exit non-zero on a failed check)
 	gauntlet run --topology default --report $(REPORT)
@@ -23,6 +33,7 @@ lint:
 	@echo "==> ruff"; ruff check src tests servers plugins && ruff format --check src tests servers plugins
 	@echo "==> mypy (strict, src/gauntlet)"; mypy
 	@echo "==> ansible-lint"; ansible-lint --offline -q roles playbooks molecule
+	@echo "==> antsibull-changelog lint (changelogs/fragments)"; antsibull-changelog lint
 
 unit:
 	@echo "==> unit tests"; pytest tests/unit -q -p no:cacheprovider
@@ -53,3 +64,8 @@ staging-proof:
 
 clean:
 	rm -rf $(REPORT) .cache/dist
+
+# The containers and networks an interrupted run left (label gauntlet_scenario), and Molecule's state of
+# the scenarios cleaned: every one, or SCENARIO=name's only (gauntlet clean).
+clean-hosts:
+	gauntlet clean $(if $(SCENARIO),--scenario $(SCENARIO))

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Prepare this machine to run gauntlet.cluster topologies on container hosts.
 # Idempotent: every step checks first and says "ok" when nothing had to change.
-#   1. Debian packages (podman with runc, debootstrap, iptables, ssh client)
+#   1. Debian packages (podman with runc, debootstrap, iptables, ssh client; sshd for the unit tests, not started)
 #   2. /etc/containers/containers.conf (runc + default ulimits below this machine's hard limits)
-#   3. the Python venv (.venv) with the pinned dependencies from pyproject.toml
+#   3. the Python venv (.venv) with the pinned, hashed dependencies of requirements.lock
 #   4. the collection link, so gauntlet.cluster.* resolves to this checkout
 #   5. the base image, built with debootstrap (no registry is reachable), tagged by a hash of its recipe
 set -euo pipefail
@@ -30,6 +30,24 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   step 1/5 "Debian packages ok (${PACKAGES[*]})"
 fi
+# openssh-server: only its sshd binary, which the unit tests run on 127.0.0.1 with a config of their own
+# (tests/unit/loopback_sshd.py). Installed here, the machine's ssh service is neither started nor enabled;
+# an openssh-server that was already installed is left as it is.
+if ! dpkg-query -W -f='${Status}' openssh-server 2>/dev/null | grep -q "ok installed"; then
+  step 1/5 "installing openssh-server (sshd for the unit tests; the ssh service stays off)"
+  no_start=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then   # Debian's switch that keeps a package's postinst from starting it
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null && as_root chmod 755 /usr/sbin/policy-rc.d
+    no_start=1
+  fi
+  ssh_rc=0
+  as_root apt-get update -q >/dev/null || ssh_rc=$?
+  [ $ssh_rc -ne 0 ] || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    openssh-server >/dev/null || ssh_rc=$?
+  [ -z "$no_start" ] || as_root rm -f /usr/sbin/policy-rc.d
+  if command -v systemctl >/dev/null; then as_root systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true; fi
+  [ $ssh_rc -eq 0 ] || die "installing openssh-server failed (exit $ssh_rc)"
+fi
 
 # 2. containers.conf ---------------------------------------------------------------------------------------
 # Both runtimes fail with "setrlimit ... Operation not permitted" when the default ulimits exceed the hard
@@ -49,17 +67,8 @@ else
 fi
 
 # 3. venv ------------------------------------------------------------------------------------------------
-stamp="$VENV/.gauntlet-deps"
-want=$(cat pyproject.toml | sha256sum | cut -c1-16)
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  step 3/5 "installing Python dependencies into $VENV"
-  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  # (this machine's pip config names local mirrors that may be absent: its warnings are noise)
-  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[dev]" 2> >(grep -v '^WARNING: Location' >&2)
-  echo "$want" > "$stamp"
-else
-  step 3/5 "venv ok ($VENV)"
-fi
+# Every Python dependency from requirements.lock (pinned, hash-checked), then the project editable.
+PYTHON=$PYTHON scripts/install-venv.sh "$VENV" | sed -u 's|^|==> [setup 3/5] |'
 
 # 4. collection link -------------------------------------------------------------------------------------
 link=.cache/collections/ansible_collections/gauntlet/cluster

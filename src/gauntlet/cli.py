@@ -3,18 +3,22 @@
 gauntlet run --topology default            # Molecule container hosts on this machine
 gauntlet run --inventory inventories/staging   # your hosts, over SSH
 gauntlet report report/                    # rebuild the HTML page from a report directory
+gauntlet clean [--scenario NAME]           # remove the containers and networks an interrupted run left
 gauntlet --version
 
 Exit status of ``gauntlet run`` (README.md, "The harness"):
 
-== ===========================================================================================
-0  every check passed
-1  checks failed (pytest's failures, a failed planted-defect proof)
-2  bad usage: click's own errors, an option that does not apply to the chosen mode, a run
-   directory it will not remove
-3  provisioning failed (the playbook; Molecule's create, converge, idempotence or destroy)
-4  the inventory could not be read (as the pytest plugin's ``--inventory`` ends a run)
-== ===========================================================================================
+=== ==========================================================================================
+0   every check passed
+1   checks failed (pytest's failures, a failed planted-defect proof)
+2   bad usage: click's own errors, an option that does not apply to the chosen mode, a run
+    directory it will not remove
+3   provisioning failed (the playbook; Molecule's create, converge, idempotence or destroy)
+4   the inventory could not be read (as the pytest plugin's ``--inventory`` ends a run)
+130 interrupted by SIGINT (143 SIGTERM, 129 SIGHUP): the signal went to the running step and
+    gauntlet waited for its clean-up (scenario.sh destroys the hosts unless --keep), else
+    removed them itself (gauntlet.supervise, ``gauntlet clean --scenario NAME``)
+=== ==========================================================================================
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import importlib.metadata
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -182,18 +188,55 @@ def step(n: int, total: int, text: str) -> None:
     click.secho(f"==> [{n}/{total}] {text}", bold=True)
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> int:
+def _run(
+    cmd: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    *,
+    group: bool = True,
+    forward_as: int | None = None,
+    last_resort: Callable[[], None] | None = None,
+) -> int:
     """Run one long step with its output streamed (Ansible/Molecule/pytest print their own progress), then
-    say how long it took and how it ended."""
+    say how long it took and how it ended. A signal to gauntlet goes to the step (its whole process group
+    when ``group``; as ``forward_as``, if given), whose clean-up gauntlet waits for, else runs
+    ``last_resort``; then the run ends (exit 128 + the signal). See gauntlet.supervise."""
+    from gauntlet.supervise import run_supervised
+
     click.echo("$ " + " ".join(cmd))
     t0 = time.monotonic()
-    rc = subprocess.run(cmd, cwd=cwd, env=env, check=False).returncode
+    outcome = run_supervised(
+        cmd, cwd, env, group=group, forward_as=forward_as, last_resort=last_resort, say=click.echo
+    )
+    rc = outcome.returncode
     click.secho(
         f"    {cmd[0] if cmd[0] != sys.executable else 'pytest'}: {'ok' if rc == 0 else f'exit {rc}'} "
         f"after {time.monotonic() - t0:.0f} s",
         fg="green" if rc == 0 else "red",
     )
+    if outcome.signum:
+        # The run ends here, 128 + the signal (130 SIGINT, 143 SIGTERM): no report of a half run.
+        click.echo(f"Error: interrupted by {signal.Signals(outcome.signum).name}", err=True)
+        raise click.exceptions.Exit(outcome.exit_code)
     return rc
+
+
+def _last_resort_clean(root: Path, topology: str) -> Callable[[], None]:
+    """``gauntlet clean --scenario TOPOLOGY``, for a scenario.sh that did not finish its own clean-up."""
+
+    def run() -> None:
+        from gauntlet import cleanup
+
+        click.echo(f"gauntlet: removing what is left of {topology} (gauntlet clean --scenario {topology})")
+        try:
+            cleaned = cleanup.clean(topology, root)
+        except cleanup.PodmanFailed as exc:
+            click.echo(f"gauntlet: {exc}")
+            return
+        for line in cleanup.report_lines(cleaned, topology):
+            click.echo(f"gauntlet: {line}")
+
+    return run
 
 
 def _check_topology(root: Path, topology: str) -> None:
@@ -271,14 +314,20 @@ def run(
         phases = "create, converge" + (", idempotence" if idempotence else "") + ", verify"
         phases += ", prove" if prove else ""
         step(1, 3, f"{topology} on container hosts ({phases}{'' if keep else ', destroy'})")
-        code = topology_exit_code(_run(cmd, root, env), run_dir)
+        # --keep: the hosts stay, interrupted or not (scenario.sh's own trap keeps them too).
+        last_resort = None if keep else _last_resort_clean(root, topology)
+        code = topology_exit_code(_run(cmd, root, env, last_resort=last_resort), run_dir)
     else:
         inv = str(Path(inventory).resolve())  # type: ignore[arg-type]
         env["GAUNTLET_INVENTORY"] = inv
         code = EXIT_OK
         if not skip_provision:
             step(1, 3, f"ansible-playbook -i {inventory} playbooks/site.yml")
-            if _run(["ansible-playbook", "-i", inv, "playbooks/site.yml"], root, env):
+            # The playbook and pytest keep the terminal (ssh may ask for a passphrase); a signal reaches them
+            # as SIGINT: Ansible stops, pytest stops as on a Ctrl-C, running its teardowns (the nemesis
+            # heals the faults still in force on your hosts).
+            playbook = ["ansible-playbook", "-i", inv, "playbooks/site.yml"]
+            if _run(playbook, root, env, group=False, forward_as=signal.SIGINT):
                 code = EXIT_PROVISION_FAILED
         if code == EXIT_OK:
             step(2, 3, f"pytest tests/integration --inventory {inventory}")
@@ -295,6 +344,8 @@ def run(
                 ],
                 root,
                 env,
+                group=False,
+                forward_as=signal.SIGINT,
             )
             code = pytest_exit_code(rc)
     wall = time.monotonic() - started
@@ -372,6 +423,28 @@ def prove(
     failed = [r.defect for r in rows if not r.held]
     if failed:
         raise click.ClickException(f"proof failed for {', '.join(failed)}: caught must equal planted")
+
+
+@main.command()
+@click.option("--scenario", help="Only this scenario's (the value of its gauntlet_scenario label).")
+def clean(scenario: str | None) -> None:
+    """Remove every container and network of ours that an interrupted run left (those labelled
+    gauntlet_scenario; nothing unlabelled is touched), containers first, and reset Molecule's state of the
+    scenarios cleaned. Exit 0 when nothing of ours is left, 1 when something could not be removed."""
+    from gauntlet import cleanup
+
+    try:
+        root: Path | None = project_root()
+    except click.ClickException:
+        root = None  # outside a checkout: no Molecule state to reset
+    try:
+        cleaned = cleanup.clean(scenario, root)
+    except cleanup.PodmanFailed as exc:
+        raise click.ClickException(f"{exc}; nothing was removed") from None
+    for line in cleanup.report_lines(cleaned, scenario):
+        click.echo(line)
+    if cleaned.left:
+        raise click.ClickException(f"{len(cleaned.left)} thing(s) of ours are left (see above)")
 
 
 @main.command()

@@ -99,8 +99,8 @@ class Host:
             return testinfra.get_host(f"podman://{self.container}")
         if self.connection == "local":
             return testinfra.get_host("local://", sudo=become)
-        # SSH: one paramiko connection per host, made with the inventory's own SSH settings (user, port, key,
-        # known_hosts and host-key policy, proxy: see gauntlet.ssh), so checks reach a host as Ansible did.
+        # SSH: OpenSSH with the arguments Ansible passes for the host (user, port, key, ssh args; the host-key
+        # policy is OpenSSH's own reading of them: see gauntlet.ssh), one multiplexed connection per host.
         from gauntlet.ssh import make_testinfra_host
 
         return make_testinfra_host(self.ssh_settings, sudo=become)

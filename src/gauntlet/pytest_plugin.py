@@ -5,6 +5,9 @@ No empty green: against an inventory, a run is red when the inventory cannot be 
 a skip), when it executed no check or fewer than ``--min-executed``, and when a check skipped for anything
 but something the inventory really lacks (a skip reason that starts with "inventory "). A test body that asks
 the cluster for a group it lacks fails (:class:`GroupMissing`); only a fixture that does so skips.
+
+Every check on hosts has a per-test backstop (:mod:`gauntlet.backstop`): pytest-timeout fails it after
+900 s times ``$GAUNTLET_TIMEOUT_MULTIPLIER``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from gauntlet import backstop
 from gauntlet.bench import Bench
 from gauntlet.cluster import Cluster
 from gauntlet.errors import GroupMissing, InventoryError
@@ -110,7 +114,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip host tests whose groups the inventory lacks, with that reason."""
+    """Skip host tests whose groups the inventory lacks, with that reason; bound every test on hosts."""
+    backstop.add_backstop(config, items)
     for item in items:
         if item.get_closest_marker("declared"):
             continue  # its group is the one its custom_server_api names: the check's own fixture skips
@@ -126,6 +131,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(
                 pytest.mark.skip(reason=f"inventory {cluster.source} has no group {', '.join(missing)}")
             )
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: object) -> bool | None:
+    """pytest-timeout's timer hook: a backstopped check's alarm repeats (see :mod:`gauntlet.backstop`)."""
+    return backstop.set_repeating_alarm(item, settings)
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gauntlet.cluster import Cluster
-from gauntlet.nemesis.plants import clients, custom, patroni
+from gauntlet.nemesis.plants import access, clients, custom, patroni
 
 #: Set by the prover in the check's environment: the defect whose ``patch`` the pytest plugin applies.
 PLANTED_ENV = "GAUNTLET_PLANTED_DEFECT"
@@ -85,6 +85,25 @@ DEFECTS: dict[str, Defect] = {
             ("postgres",),
             plant=patroni.accept_plain_text,
             undo=patroni.restore_pg_hba,
+        ),
+        Defect(
+            "postgres_open_to_all",
+            "one PostgreSQL member lets any address try a password (pg_hba: hostssl 0.0.0.0/0 above the roles' lines)",
+            f"{_PATRONI}/test_patroni_tls.py::test_hosts_outside_the_cluster_are_refused_by_pg_hba",
+            r"let in \S+ \(\S+\), outside the cluster",
+            # A host outside PostgreSQL's clients to be let in: the cache's (the default topology).
+            ("postgres", access.OUTSIDE_GROUP),
+            plant=access.pg_hba_open_to_all,
+            undo=access.close_pg_hba,
+        ),
+        Defect(
+            "haproxy_stats_plain_http",
+            "HAProxy's statistics page (and its password) in plain HTTP: its bind without `ssl crt`",
+            f"{_PATRONI}/test_patroni_topology.py::test_stats_page_is_served_over_tls_only",
+            r"does not serve TLS",
+            ("postgres", "haproxy"),
+            plant=access.stats_plain_http,
+            undo=access.stats_tls_again,
         ),
         Defect(
             "patroni_two_primaries",

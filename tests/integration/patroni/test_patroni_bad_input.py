@@ -24,10 +24,11 @@ from gauntlet.bench import Bench
 pytestmark = [pytest.mark.patroni]
 
 ROOT = Path(__file__).resolve().parents[3]
-# Facts of every member and DCS host first (the role derives addresses from them), then the role on one host.
+# Facts of every member, DCS host and load balancer first (the role derives addresses from them: DCS
+# endpoints, pg_hba's networks), then the role on one host.
 PLAYBOOK = """
 - name: Gather the facts the role derives addresses from
-  hosts: etcd:postgres
+  hosts: etcd:postgres:haproxy
   gather_facts: true
   tasks: []
 

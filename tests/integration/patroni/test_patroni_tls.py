@@ -1,15 +1,22 @@
-"""TLS of the Patroni topology: PostgreSQL only over TLS, certificates verified by name (directly and through
-HAProxy, which passes TLS through), the REST API over TLS with authentication on its unsafe endpoints."""
+"""TLS of the Patroni topology: PostgreSQL only over TLS and only to the cluster's own hosts, certificates
+verified by name (directly and through HAProxy, which passes TLS through), the REST API over TLS with
+authentication on its unsafe endpoints."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import ipaddress
 import ssl
 
 import psycopg
 import pytest
+from ansible.errors import AnsibleUndefinedVariable
 
 from checklib.patroni import PatroniCluster
+from gauntlet.clients.postgres.hba_probe import startup_answer
+from gauntlet.cluster import Host
+from gauntlet.errors import InventoryError
 
 pytestmark = [pytest.mark.patroni, pytest.mark.tls]
 
@@ -28,6 +35,56 @@ def test_postgresql_refuses_plain_connections(pg: PatroniCluster) -> None:
             assert "no encryption" in str(exc), f"{name} refused plain text, but not by pg_hba: {exc}"
         else:
             raise AssertionError(f"{name} accepted a plain-text connection")
+
+
+def _outside_hosts(pg: PatroniCluster) -> list[Host]:
+    """Inventory hosts pg_hba must not let in: in no group of patroni_client_groups, and outside every
+    network the inventory itself adds (patroni_allowed_networks_extra, or a patroni_allowed_networks it sets)."""
+    client_groups = set(pg.cluster.setting("patroni_client_groups", "postgres")) | {"postgres"}
+    added: list[str] = list(pg.cluster.setting("patroni_allowed_networks_extra", "postgres"))
+    # Unrenderable here: the role's default, derived from the play's hosts and facts at converge (the
+    # cluster's own hosts, which is what this check requires of it).
+    with contextlib.suppress(AnsibleUndefinedVariable):
+        added += [str(n) for n in pg.cluster.setting("patroni_allowed_networks", "postgres")]
+    nets = []
+    for n in added:
+        try:
+            nets.append(ipaddress.ip_network(n, strict=False))
+        except ValueError:
+            continue
+    out = []
+    for h in pg.cluster.hosts.values():
+        if h.groups & client_groups:
+            continue
+        ip = ipaddress.ip_address(h.address)
+        if not any(ip.version == n.version and ip in n for n in nets):
+            out.append(h)
+    return out
+
+
+def test_hosts_outside_the_cluster_are_refused_by_pg_hba(pg: PatroniCluster) -> None:
+    """A host of the inventory that has no reason to reach PostgreSQL (none of patroni_client_groups: the
+    cache hosts of the default topology) is refused by every member's pg_hba over TLS, before any password is
+    asked, under its own address; the controller is served by the same member first, so the refusal is
+    pg_hba's and not a member that is down. (Topologies whose hosts all connect have no such host.)"""
+    try:
+        outside = _outside_hosts(pg)
+    except InventoryError as exc:
+        raise AssertionError(f"cannot tell which hosts pg_hba must refuse: {exc}") from None
+    if not outside:
+        pytest.skip(
+            f"inventory {pg.cluster.source} has no host outside the groups and networks PostgreSQL lets in"
+        )
+    probe = outside[0]
+    for name, member in pg.by_name.items():
+        with pg.member_endpoint(name).connect() as conn:  # the controller is let in, over verified TLS
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        answer = startup_answer(probe, member.address, pg.pg_port, pg.app_user, pg.app_db)
+        assert answer.startswith("ERROR no pg_hba.conf entry for host"), (
+            f"{name} let in {probe.name} ({probe.address}), outside the cluster: it answered '{answer}'"
+            " (AUTH: a password is asked next)"
+        )
+        assert f'"{probe.address}"' in answer, f"{name} saw {probe.name} under another address: {answer}"
 
 
 def test_verify_full_by_hostname_succeeds(pg: PatroniCluster) -> None:

@@ -1,17 +1,15 @@
 """The Patroni topology at rest: one leader, streaming replicas with bounded lag, HAProxy routing writes to
-the leader and reads to the replicas, the statistics page behind authentication."""
+the leader and reads to the replicas, the statistics page over TLS only and behind authentication."""
 
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
-from base64 import b64encode
 
 import psycopg
 import pytest
 
-from checklib.patroni import PatroniCluster, secret_var
+from checklib.haproxy import StatsPage, assert_needs_authentication, assert_served_over_tls_only
+from checklib.patroni import PatroniCluster
 from gauntlet.bench import Bench, wait_for
 from gauntlet.checkers import single_leader
 from gauntlet.clients.postgres import ensure_table, read_ids
@@ -105,25 +103,24 @@ def test_5001_goes_to_replicas_and_refuses_writes(pg: PatroniCluster, table: str
 
 @pytest.mark.haproxy
 def test_stats_page_needs_authentication(pg: PatroniCluster) -> None:
-    """The statistics page answers 401 without credentials and shows both listeners with them."""
-    lb = pg.lb
-    url = f"http://{lb.address}:{lb.setting('haproxy_stats_port')}/;csv"
-    with pytest.raises(urllib.error.HTTPError) as denied:
-        urllib.request.urlopen(url, timeout=5)
-    assert denied.value.code == 401
-    password = secret_var(pg.cluster, "haproxy_stats_password", "haproxy")
-    token = b64encode(f"{lb.setting('haproxy_stats_user')}:{password}".encode())
-    req = urllib.request.Request(url, headers={"Authorization": "Basic " + token.decode()})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        body = resp.read().decode()
-    assert resp.status == 200
-    assert "primary," in body and "replicas," in body
-    wrong = urllib.request.Request(
-        url, headers={"Authorization": "Basic " + b64encode(b"admin:wrong").decode()}
-    )
-    with pytest.raises(urllib.error.HTTPError) as bad:
-        urllib.request.urlopen(wrong, timeout=5)
-    assert bad.value.code == 401
+    """The statistics page (over TLS verified by the load balancer's name, unless the inventory turns it off)
+    answers 401 without credentials and with wrong ones, and shows both listeners with the role's."""
+    assert_needs_authentication(StatsPage.of(pg.cluster, pg.lb))
+
+
+@pytest.mark.haproxy
+@pytest.mark.tls
+def test_stats_page_is_served_over_tls_only(pg: PatroniCluster) -> None:
+    """The statistics page's port speaks TLS with a certificate from the cluster CA for the load balancer's
+    name (another name, or a client that trusts only the system CAs, fails verification), and a plain-HTTP
+    request to it gets no HTTP answer, so the stats password never crosses the network in clear. The refusal
+    is judged only after TLS was served on that same port: a HAProxy that is down cannot pass it."""
+    stats = StatsPage.of(pg.cluster, pg.lb)
+    if not stats.tls:
+        pytest.skip(
+            f"inventory {pg.cluster.source} sets haproxy_stats_tls: false for {stats.name} (plain HTTP)"
+        )
+    assert_served_over_tls_only(stats)
 
 
 def test_at_most_one_member_accepts_writes(pg: PatroniCluster) -> None:

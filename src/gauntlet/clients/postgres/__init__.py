@@ -1,6 +1,7 @@
 """PostgreSQL and Patroni as the checks reach them, one job a module: :mod:`.connection` (endpoints, the
 watchdog, psycopg errors as ``fail``/``info``), :mod:`.workload` (recorded writers and readers),
-:mod:`.patroni_api` (Patroni's REST API) and :mod:`.sampler` (the split-brain sampler)."""
+:mod:`.patroni_api` (Patroni's REST API), :mod:`.sampler` (the split-brain sampler) and :mod:`.hba_probe` (what
+pg_hba answers a given host)."""
 
 from gauntlet.clients.postgres.connection import Endpoint, Watchdog, pg_error
 from gauntlet.clients.postgres.patroni_api import PatroniAPI
