@@ -88,8 +88,7 @@ for h in "${HOSTS[@]}"; do
 done
 
 step "2/6 installing openssh-server, user $SSH_USER (passwordless sudo) and the proof's key"
-ssh-keygen -q -t ed25519 -N '' -C "gauntlet-staging-proof" -f "$WORK/ssh/id_ed25519"
-chmod 600 "$WORK/ssh/id_ed25519"
+ssh-keygen -q -t ed25519 -N '' -C "gauntlet-staging-proof" -f "$WORK/ssh/id_ed25519"  # created 0600
 pids=()
 for h in "${HOSTS[@]}"; do
   podman exec -i "$PREFIX$h" sh -euc "
@@ -147,6 +146,7 @@ done
 # ... plus the vault the example describes: its values generated, encrypted with a generated password that
 # ansible-playbook and the harness both read from ANSIBLE_VAULT_PASSWORD_FILE.
 if [ -f inventories/staging/group_vars/all/vault.yml.example ]; then
+  old_umask=$(umask); umask 077  # the plaintext vault and its password are created 0600, not chmod-ed after
   python3 - inventories/staging/group_vars/all/vault.yml.example "$INV/group_vars/all/vault.yml" <<'EOF'
 import re, secrets, sys
 text = open(sys.argv[1]).read()
@@ -154,7 +154,7 @@ text = re.sub(r"CHANGE-ME", lambda _: secrets.token_urlsafe(18).replace("-", "x"
 open(sys.argv[2], "w").write(text)
 EOF
   python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$WORK/vault-password"
-  chmod 600 "$WORK/vault-password" "$INV/group_vars/all/vault.yml"
+  umask "$old_umask"
   export ANSIBLE_VAULT_PASSWORD_FILE=$WORK/vault-password
   ansible-vault encrypt "$INV/group_vars/all/vault.yml" >/dev/null
 fi

@@ -218,11 +218,19 @@ class Cluster:
 
     def secret(self, name: str, group: str) -> str:
         """A password as the roles see it: the inventory's value if it sets one, else the secret the role
-        default generated (``<gauntlet_secrets_dir>/<name without _password>``, ansible's password lookup)."""
+        default generated (``<gauntlet_secrets_dir>/<name without _password>``, ansible's password lookup).
+
+        A relative ``gauntlet_secrets_dir`` is refused before any lookup runs: resolved against this
+        process's directory instead of the playbook's, it would generate a second, different password."""
+        secrets_dir = self.var("gauntlet_secrets_dir", None, group=group)
+        if secrets_dir and not Path(str(secrets_dir)).is_absolute():
+            raise InventoryError(
+                f"gauntlet_secrets_dir must be an absolute controller path (got '{secrets_dir}'): set it in "
+                f"group_vars/all of {self.source}"
+            )
         value = self.var(name, None, group=group)
         if value:
             return str(value)
-        secrets_dir = self.var("gauntlet_secrets_dir", None, group=group)
         path = Path(str(secrets_dir)) / name.removesuffix("_password") if secrets_dir else None
         if not path or not path.exists():
             raise InventoryError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from cryptography import x509
@@ -12,12 +13,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    """Write ``key`` to a new file created 0600: never readable by others, not even until a chmod."""
+    path.unlink(
+        missing_ok=True
+    )  # a fresh key replaces an earlier one; O_EXCL refuses to write through a link
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
-    )
-    path.chmod(0o600)
 
 
 def foreign_client_cert(

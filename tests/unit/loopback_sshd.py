@@ -35,9 +35,8 @@ class LoopbackSSHD:
 
 
 def keygen(path: Path) -> Path:
-    """A fresh ed25519 key pair at ``path`` (private key 0600) and ``path``.pub."""
+    """A fresh ed25519 key pair at ``path`` (private key 0600, as ssh-keygen creates it) and ``path``.pub."""
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    path.chmod(0o600)
     return path
 
 

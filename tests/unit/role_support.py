@@ -28,9 +28,10 @@ def play_for(role: str) -> str:
 
 
 def ansible_playbook(
-    playbook: Path, inventory: str, variables: dict[str, object], check: bool = True
+    playbook: Path, inventory: str, variables: dict[str, object], check: bool = True, tags: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``playbook`` with this checkout's collection and roles, ``variables`` as extra vars (bounded: 120 s)."""
+    """Run ``playbook`` with this checkout's collection and roles, ``variables`` as extra vars (bounded: 120 s);
+    ``tags`` limits the tasks run (tasks tagged ``always``, such as argument-spec validation, still run)."""
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
@@ -43,6 +44,7 @@ def ansible_playbook(
         [
             "ansible-playbook",
             *(["--check"] if check else []),
+            *(["--tags", tags] if tags else []),
             "-i",
             inventory,
             "-e",
