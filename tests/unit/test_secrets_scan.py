@@ -109,11 +109,3 @@ def test_scenario_sh_s_call_finds_the_scenario_s_dirs(tmp_path: Path, leaked: bo
     )
     assert r.returncode == rc, r.stderr
     assert ("checked 4 secrets, 1 found" if leaked else "checked 4 secrets, 0 found") in r.stdout + r.stderr
-
-
-def test_scenario_sh_scans_its_converge_log_with_the_scenario_s_dirs() -> None:
-    """scenario.sh tees the converge (run with --diff) to the report dir and scans that file, failing the run."""
-    script = (ROOT / "scripts" / "scenario.sh").read_text()
-    assert 'molecule converge -s "$name" -- --diff' in script
-    assert '"$report/converge.log"' in script
-    assert 'python -m gauntlet.secrets_scan "$report/converge.log" --scenario "$name"' in script
