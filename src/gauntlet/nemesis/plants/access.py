@@ -11,7 +11,12 @@ from gauntlet.bench import wait_for
 from gauntlet.clients.postgres.hba_probe import startup_answer
 from gauntlet.cluster import Cluster, Host
 from gauntlet.nemesis.plants.files import restore, save_and_edit
-from gauntlet.nemesis.plants.patroni import HAPROXY_CONFIG, HAPROXY_GROUP, PATRONI_GROUP, psql
+from gauntlet.nemesis.plants.patroni import (
+    HAPROXY_CONFIG,
+    HAPROXY_GROUP,
+    prepend_pg_hba_line,
+    restore_first_pg_hba,
+)
 
 #: Hosts of the topology that have no reason to reach PostgreSQL (the cache's, in the default topology).
 OUTSIDE_GROUP = "redis"
@@ -33,20 +38,19 @@ def _outside_let_in(cluster: Cluster, member: Host) -> bool:
 def pg_hba_open_to_all(cluster: Cluster) -> None:
     """The first member's pg_hba.conf gets ``hostssl all all 0.0.0.0/0`` above the roles' lines: any
     address may try a password over TLS."""
-    h = cluster.group(PATRONI_GROUP)[0]
-    hba = psql(h, "SHOW hba_file")
-    save_and_edit(h, hba, f"sed -i '1i hostssl all all 0.0.0.0/0 scram-sha-256' {shlex.quote(hba)}")
-    psql(h, "SELECT pg_reload_conf()")
-    wait_for(lambda: _outside_let_in(cluster, h), 30, 0.5, f"{h.name} letting in a host outside the cluster")
+    prepend_pg_hba_line(
+        cluster,
+        "hostssl all all 0.0.0.0/0 scram-sha-256",
+        lambda h: _outside_let_in(cluster, h),
+        "letting in a host outside the cluster",
+    )
 
 
 def close_pg_hba(cluster: Cluster) -> None:
     """pg_hba.conf as Patroni wrote it; wait until the host outside the cluster is refused again."""
-    h = cluster.group(PATRONI_GROUP)[0]
-    hba = psql(h, "SHOW hba_file")
-    if restore(h, hba):
-        psql(h, "SELECT pg_reload_conf()")
-    wait_for(lambda: not _outside_let_in(cluster, h), 30, 0.5, f"{h.name} refusing the outside host again")
+    restore_first_pg_hba(
+        cluster, lambda h: not _outside_let_in(cluster, h), "refusing the outside host again"
+    )
 
 
 # -- HAProxy's statistics page in plain HTTP --------------------------------------------------------------

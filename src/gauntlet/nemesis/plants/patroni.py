@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -160,22 +161,38 @@ def _plain_text_accepted(cluster: Cluster, host: Host) -> bool:
     return _in_recovery(ep) is not None
 
 
-def accept_plain_text(cluster: Cluster) -> None:
-    """The first member's pg_hba.conf gets a ``host`` line (any transport) above ``hostnossl ... reject``."""
+def prepend_pg_hba_line(cluster: Cluster, line: str, took: Callable[[Host], bool], what: str) -> None:
+    """The first member's pg_hba.conf gets ``line`` above the roles' lines (the original kept to restore),
+    reloaded; waits (30 s) until ``took(member)`` says the change is seen from outside."""
     h = cluster.group(PATRONI_GROUP)[0]
     hba = psql(h, "SHOW hba_file")
-    save_and_edit(h, hba, f"sed -i '1i host all all 0.0.0.0/0 scram-sha-256' {shlex.quote(hba)}")
+    save_and_edit(h, hba, f"sed -i {shlex.quote('1i ' + line)} {shlex.quote(hba)}")
     psql(h, "SELECT pg_reload_conf()")
-    wait_for(lambda: _plain_text_accepted(cluster, h), 30, 0.5, f"{h.name} accepting plain text")
+    wait_for(lambda: took(h), 30, 0.5, f"{h.name} {what}")
 
 
-def restore_pg_hba(cluster: Cluster) -> None:
-    """pg_hba.conf as Patroni wrote it; wait until plain text is refused again."""
+def restore_first_pg_hba(cluster: Cluster, undone: Callable[[Host], bool], what: str) -> None:
+    """The first member's pg_hba.conf as Patroni wrote it, reloaded; waits (30 s) until ``undone(member)``."""
     h = cluster.group(PATRONI_GROUP)[0]
     hba = psql(h, "SHOW hba_file")
     if restore(h, hba):
         psql(h, "SELECT pg_reload_conf()")
-    wait_for(lambda: not _plain_text_accepted(cluster, h), 30, 0.5, f"{h.name} refusing plain text again")
+    wait_for(lambda: undone(h), 30, 0.5, f"{h.name} {what}")
+
+
+def accept_plain_text(cluster: Cluster) -> None:
+    """The first member's pg_hba.conf gets a ``host`` line (any transport) above ``hostnossl ... reject``."""
+    prepend_pg_hba_line(
+        cluster,
+        "host all all 0.0.0.0/0 scram-sha-256",
+        lambda h: _plain_text_accepted(cluster, h),
+        "accepting plain text",
+    )
+
+
+def restore_pg_hba(cluster: Cluster) -> None:
+    """pg_hba.conf as Patroni wrote it; wait until plain text is refused again."""
+    restore_first_pg_hba(cluster, lambda h: not _plain_text_accepted(cluster, h), "refusing plain text again")
 
 
 # -- a second primary, and a replica whose data changed behind replication ------------------------------
