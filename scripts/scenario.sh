@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run one topology on container hosts, phase by phase, and time every phase:
 #   scripts/scenario.sh NAME [--no-idempotence] [--no-prove] [--keep]
-# destroy (leftovers) → create → converge → idempotence → verify → prove (when its topology.yml names a
+# destroy (leftovers) → create → converge (--diff) → secrets-in-log → idempotence → verify → prove (when its topology.yml names a
 # proof) → destroy, as `molecule test` does plus the planted-defect proof, with a
 # BENCH line per phase and one for the whole run. The checks' output (pytest, via molecule/_shared/verify.yml)
 # streams to the terminal while they run. The hosts are destroyed at the end, on failure, and on INT/TERM
@@ -56,7 +56,11 @@ phase() {  # phase NAME CMD... : run, time, and stop the run at the first failur
 }
 phase destroy molecule destroy -s "$name"
 phase create molecule create -s "$name"
-phase converge molecule converge -s "$name"
+# Converge with --diff, as a user would to see what changes: its log must hold none of the secrets the run
+# generated (gauntlet.secrets_scan: every password file and private key of the scenario).
+converge_with_diff() { molecule converge -s "$name" -- --diff 2>&1 | tee "$report/converge.log"; }
+phase converge converge_with_diff
+phase secrets-in-log python -m gauntlet.secrets_scan "$report/converge.log" --scenario "$name"
 [ "$idempotence" = 1 ] && phase idempotence molecule idempotence -s "$name"
 # Stream the checks as they run (the verify playbook itself prints only the end).
 tail -n 0 -F "$GAUNTLET_VERIFY_LOG" 2>/dev/null & tailer=$!

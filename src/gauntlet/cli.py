@@ -50,7 +50,8 @@ EXIT_INVENTORY = 4  # gauntlet.pytest_plugin: an unreadable --inventory
 RUN_MARKER = ".gauntlet-run"
 # scripts/scenario.sh writes the name of the phase that failed here (in the run directory).
 FAILED_PHASE = "failed-phase"
-CHECK_PHASES = {"verify", "prove"}  # a failure there is the checks'; any other phase's is provisioning's
+# A failure in these phases is the checks' (exit 1); any other phase's is provisioning's (exit 3).
+CHECK_PHASES = {"secrets-in-log", "verify", "prove"}
 
 # Options of `run` that only one mode uses (parameter name -> its flag).
 TOPOLOGY_ONLY = {"keep": "--keep", "idempotence": "--idempotence", "prove": "--prove"}
@@ -311,7 +312,7 @@ def run(
         cmd += [] if idempotence else ["--no-idempotence"]
         cmd += [] if prove else ["--no-prove"]
         cmd += ["--keep"] if keep else []
-        phases = "create, converge" + (", idempotence" if idempotence else "") + ", verify"
+        phases = "create, converge, secrets-in-log" + (", idempotence" if idempotence else "") + ", verify"
         phases += ", prove" if prove else ""
         step(1, 3, f"{topology} on container hosts ({phases}{'' if keep else ', destroy'})")
         # --keep: the hosts stay, interrupted or not (scenario.sh's own trap keeps them too).

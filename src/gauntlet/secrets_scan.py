@@ -3,6 +3,8 @@
 The secrets are what a run generated on the controller: every file under ``gauntlet_secrets_dir`` (one
 password per file, as ansible's password lookup writes it) and every private key (``*.key``) under
 ``gauntlet_pki_dir``, searched for by each base64 line of its PEM body (a diff shows a key line by line).
+A key line that is also part of the key's own public key is not searched for: the tail of an EC private
+PEM is the public point, which community.crypto's diff prints as the public key, and is no secret.
 A finding names the secret's file and the log line, never the secret. Checking no secret at all fails too:
 a scan that cannot find anything must not pass.
 
@@ -19,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
 
 from gauntlet.cleanup import molecule_state_dir
 
@@ -56,14 +60,33 @@ def password_secrets(secrets_dir: Path) -> list[Secret]:
     return found
 
 
+def public_body(pem: bytes) -> str:
+    """The base64 body of the public key of the private key ``pem``, in one line ("" if it cannot be read:
+    then every line of the key is searched for)."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        return ""
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "".join(line for line in public.decode().splitlines() if not line.startswith("-----"))
+
+
 def key_secrets(pki_dir: Path) -> list[Secret]:
-    """Every private key (``*.key``) under ``pki_dir``: the base64 lines of its PEM body."""
+    """Every private key (``*.key``) under ``pki_dir``: the base64 lines of its PEM body that are not part of
+    its public key."""
     found = []
     for path in sorted(pki_dir.rglob("*.key")) if pki_dir.is_dir() else []:
+        pem = path.read_bytes()
+        public = public_body(pem)
         body = [
             line.strip()
-            for line in path.read_text(errors="replace").splitlines()
-            if line.strip() and not line.startswith("-----") and len(line.strip()) >= MIN_KEY_LINE
+            for line in pem.decode(errors="replace").splitlines()
+            if line.strip()
+            and not line.startswith("-----")
+            and len(line.strip()) >= MIN_KEY_LINE
+            and not (public and line.strip() in public)
         ]
         if body:
             found.append(Secret(f"{pki_dir.name}/{path.relative_to(pki_dir)}", tuple(body)))

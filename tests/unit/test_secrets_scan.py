@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from role_support import ROOT
 
 from gauntlet.pki import foreign_client_cert
@@ -109,3 +111,30 @@ def test_scenario_sh_s_call_finds_the_scenario_s_dirs(tmp_path: Path, leaked: bo
     )
     assert r.returncode == rc, r.stderr
     assert ("checked 4 secrets, 1 found" if leaked else "checked 4 secrets, 0 found") in r.stdout + r.stderr
+
+
+def test_the_public_key_of_a_private_key_in_the_log_is_no_leak(tmp_path: Path) -> None:
+    """community.crypto's openssl_privatekey diff prints the public key; the tail of an EC private PEM is the
+    public point, so its last line is inside that public key and must not count (it did on a real converge)."""
+    secrets, pki = generated(tmp_path)
+    # As community.crypto's openssl_privatekey writes it: P-256, the traditional (SEC1) format.
+    private = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    (pki / "hosts" / "pg1.key").write_bytes(private)
+    public = (
+        serialization.load_pem_private_key(private, password=None)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    private_tail = [ln for ln in private.decode().splitlines() if not ln.startswith("-----")][-1]
+    assert private_tail in public.replace("\n", ""), (
+        "the planted overlap exists (else this test shows nothing)"
+    )
+    rc, verdict = scan(log_with(tmp_path, *("+" + ln for ln in public.splitlines())), secrets, pki)
+    assert rc == 0, verdict
+    [host_key] = [k for k in key_secrets(pki) if k.name == "pki/hosts/pg1.key"]
+    assert host_key.needles, "the private lines are still searched for"
