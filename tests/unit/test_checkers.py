@@ -103,3 +103,30 @@ def test_staleness_of_a_read_behind_an_acknowledged_write():
         ]
     )
     assert max_staleness(fresh) == 0.0
+
+
+def _claims(*rounds: tuple[float, set[str]]) -> list[LeaderSample]:
+    return [LeaderSample(int(t * 1e9), frozenset(hosts)) for t, hosts in rounds]
+
+
+def test_single_leader_tolerates_a_documented_overlap_only_within_its_bound():
+    """A resumed Patroni leader claims until its next HA cycle: 1 s of two claims is within a 10 s bound; 12 s,
+    or any overlap without a bound, is a split brain."""
+    short = _claims((0, {"pg1"}), (1, {"pg1", "pg2"}), (1.5, {"pg1", "pg2"}), (2, {"pg2"}))
+    within = single_leader(short, tolerate_s=10)
+    assert within.valid is True and "within the tolerated 10s" in within.explanation
+    [window] = within.evidence["tolerated"]
+    assert window.seconds == 1.0 and window.leaders == {"pg1", "pg2"}
+    assert single_leader(short).valid is False
+    long = _claims((0, {"pg1"}), (1, {"pg1", "pg2"}), (13, {"pg1", "pg2"}), (14, {"pg2"}))
+    beyond = single_leader(long, tolerate_s=10)
+    assert (
+        beyond.valid is False
+        and len(beyond.evidence["overlaps"]) == 2
+        and "longest 13.0s" in beyond.explanation
+    )
+
+
+def test_an_overlap_that_never_ends_is_judged_to_the_last_sample():
+    stuck = _claims((0, {"pg1"}), (1, {"pg1", "pg2"}), (30, {"pg1", "pg2"}))
+    assert single_leader(stuck, tolerate_s=10).valid is False

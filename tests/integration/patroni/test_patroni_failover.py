@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 
-from checklib.patroni import FaultRun, PatroniCluster, record_run, run_fault
+from checklib.patroni import FaultRun, PatroniCluster, record_run, resumed_claim_bound, run_fault
 from gauntlet.bench import Bench, wait_for
 from gauntlet.history import History
 from gauntlet.nemesis import Nemesis, catalogue
@@ -76,12 +76,16 @@ def test_failover_under_fault_loses_no_acknowledged_write(
         lambda leader: f.apply(nemesis, leader, service=SERVICE),
         record_name=f.recorded_as,
         during=(lambda leader: _postgres_gone(pg, leader)) if fault == "kill" else None,
+        claim_overlap_s=resumed_claim_bound(pg, fault),
     )
     record_run(bench, run, "sync")
     if run.rto is not None:
         rto_series.setdefault(fault, []).append(run.rto)
     if run.pg_overlaps:
         bench.record(f"patroni_pg_primary_overlap_rounds_{fault}", len(run.pg_overlaps), "rounds")
+    if run.tolerated_claims:
+        seconds = max(w.seconds for w in run.tolerated_claims)
+        bench.record(f"patroni_resumed_leader_claim_seconds_{fault}", round(seconds, 2), "s")
     assert_invariants(pg, run)
     assert run.new_leader != run.old_leader
     # Patroni's own bound: the lock expires after ttl, the election and HAProxy's checks take a few seconds.
