@@ -9,21 +9,18 @@ messages without hosts.)
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from checklib.ansible import run_playbook
 from checklib.patroni import PatroniCluster
 from gauntlet.bench import Bench
 
 pytestmark = [pytest.mark.patroni]
 
-ROOT = Path(__file__).resolve().parents[3]
 # Facts of every member, DCS host and load balancer first (the role derives addresses from them: DCS
 # endpoints, pg_hba's networks), then the role on one host.
 PLAYBOOK = """
@@ -69,34 +66,9 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
 
 def converge_with(pg: PatroniCluster, tmp_path: Path, target: str, extra: dict[str, Any]) -> tuple[int, str]:
     """Run the patroni role on ``target`` with ``extra`` vars; (exit code, output)."""
-    play = tmp_path / "bad-input.yml"
-    play.write_text(PLAYBOOK)
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": os.environ.get(
-            "ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".cache" / "collections")
-        ),
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
-    r = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            pg.cluster.source,
-            "-e",
-            json.dumps({"gauntlet_target": target, **extra}),
-            str(play),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BOUND_S * 3,
+    return run_playbook(
+        pg.cluster, PLAYBOOK, tmp_path, {"gauntlet_target": target, **extra}, timeout=BOUND_S * 3
     )
-    return r.returncode, r.stdout + r.stderr
 
 
 def config_digest(pg: PatroniCluster, name: str) -> str:
