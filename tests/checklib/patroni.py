@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,20 @@ from gauntlet.history import History, Op
 from gauntlet.nemesis import catalogue
 
 PATRONICTL = "patronictl -c /etc/patroni/config.yml"
+
+
+# Each relation of the application database's public schema as "<rows>:<md5 of its rows in text form,
+# sorted>" (query_to_xml runs the query on a standby too).
+DIGEST_SQL = """
+SELECT coalesce(string_agg(c.relname || '=' ||
+         (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname),
+           false, true, '')))[1]::text || ':' ||
+         md5(query_to_xml(format('SELECT t::text AS r FROM %I.%I t ORDER BY 1', n.nspname, c.relname),
+           false, false, '')::text),
+       ',' ORDER BY c.relname), '')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname = 'public'
+"""
 
 
 def secret_var(cluster: Cluster, name: str, group: str) -> str:
@@ -188,6 +202,74 @@ class PatroniCluster:
         name = self.psql(leader, "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'")
         return name or None
 
+    # -- data identical on every member -------------------------------------------------------------------
+    def digests(self) -> dict[str, dict[str, str]]:
+        """Every member's {relation: "<rows>:<md5 of its rows sorted>"} in the application database, read
+        from each member itself."""
+        out: dict[str, dict[str, str]] = {}
+        for name in self.by_name:
+            raw = self.psql(name, DIGEST_SQL, db=self.app_db)
+            out[name] = dict(item.split("=", 1) for item in raw.split(",") if item)
+        return out
+
+    def replayed_to_leader(self, leader: str, timeout: float = 30) -> dict[str, str]:
+        """Wait until every replica has replayed the leader's WAL up to its current position (taken once);
+        the members that did not within ``timeout`` (or are out of recovery: a second primary replays
+        nothing), each with its position in words."""
+        lsn = self.psql(leader, "SELECT pg_current_wal_lsn()")
+        sql = (
+            f"SELECT CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff('{lsn}', "
+            "coalesce(pg_last_wal_replay_lsn(), '0/0'))::text ELSE 'primary' END"
+        )
+        behind: dict[str, str] = {}
+
+        def caught_up() -> bool:
+            behind.clear()
+            for name in self.replicas(leader):
+                state = self.psql(name, sql, check=False)
+                if state == "primary":
+                    behind[name] = "out of recovery (a second primary)"
+                elif not state or float(state) > 0:
+                    behind[name] = f"{state or '?'} bytes of WAL behind {leader}'s {lsn}"
+            return not behind or all(v.startswith("out of recovery") for v in behind.values())
+
+        with suppress(TimeoutError):
+            wait_for(caught_up, timeout, 0.25, f"every replica replayed {leader}'s WAL up to {lsn}")
+        return dict(behind)
+
+    def data_differences(self, leader: str, timeout: float = 30) -> dict[str, list[str]]:
+        """Once every replica replayed the leader's WAL (or ``timeout`` passed): {member: [what differs]} for
+        every member whose data differs from the leader's, relation by relation with the first differing
+        rows, or that could not catch up (empty: identical). Writers must have stopped."""
+        behind = self.replayed_to_leader(leader, timeout)
+        digests = self.digests()
+        ref = digests[leader]
+        out: dict[str, list[str]] = {}
+        for name, d in digests.items():
+            bad = sorted(r for r in set(ref) | set(d) if ref.get(r) != d.get(r))
+            notes = [f"replay: {behind[name]}"] if name in behind else []
+            if bad:
+                out[name] = notes + [self._difference(leader, name, r, ref.get(r), d.get(r)) for r in bad]
+            elif notes and not notes[0].startswith("replay: out of recovery"):
+                out[name] = notes
+        if "gauntlet_writes" not in ref:
+            out[leader] = ["gauntlet_writes: no such table on the leader (nothing was compared)"]
+        return out
+
+    def _difference(self, leader: str, name: str, relation: str, ref: str | None, got: str | None) -> str:
+        """One relation's difference in words: the row counts and the first rows one side has and the other
+        lacks (the relation's rows are read in full from both: this runs only on a difference)."""
+        if ref is None or got is None:
+            return f"{relation}: only on {leader if got is None else name}"
+        sql = f'SELECT t::text FROM public."{relation}" t ORDER BY 1'
+        a = set(self.psql(leader, sql, db=self.app_db, check=False).splitlines())
+        b = set(self.psql(name, sql, db=self.app_db, check=False).splitlines())
+        only_leader, only_member = sorted(a - b)[:3], sorted(b - a)[:3]
+        return (
+            f"{relation}: {ref.split(':')[0]} rows on {leader}, {got.split(':')[0]} on {name}; "
+            f"first only on {leader}: {only_leader}, first only on {name}: {only_member}"
+        )
+
     def sampler(self) -> LeaderSampler:
         """A split-brain sampler over every member."""
         return LeaderSampler(self.apis.values(), {n: self.member_endpoint(n) for n in self.by_name})
@@ -238,6 +320,7 @@ class FaultRun:
     split_brain: list[Any]
     pg_overlaps: list[Any]
     tolerated_claims: list[Any]  # OverlapWindow: two leader claims within the bound the fault was given
+    differences: dict[str, list[str]]  # members whose data differ from the leader's after heal
     rejoined: bool
     probes: int
     notes: dict[str, Any] = field(default_factory=dict)
@@ -291,7 +374,8 @@ def run_fault(
     ``record_name``, default ``name``): wait for a new leader (unless
     ``expect_new_leader`` is false) and for writes to resume, hold ``hold`` s more, heal, wait for the
     cluster to be whole again, then judge the history: RTO, acknowledged writes lost, split brain (two
-    leader claims at once; windows of at most ``claim_overlap_s`` are tolerated and reported)."""
+    leader claims at once; windows of at most ``claim_overlap_s`` are tolerated and reported), and every
+    member's data against the new leader's."""
     old = pg.wait_healthy()
     started_ns = time.monotonic_ns()
     sampler = pg.sampler().start()
@@ -326,6 +410,7 @@ def run_fault(
     final = read_ids(pg.lb_endpoint("rw"), since=workload.id_base)
     lost_check = lost_acknowledged_writes(history, final)
     leader_check = single_leader(sampler.leader_samples(), tolerate_s=claim_overlap_s)
+    differences = pg.data_differences(new)
     states = pg.members_state()
     # The old leader is back: as a streaming replica after a failover, or still the leader when it kept it.
     if new == old:
@@ -342,6 +427,7 @@ def run_fault(
         split_brain=list(leader_check.evidence["overlaps"]),
         pg_overlaps=sampler.pg_primary_overlaps(),
         tolerated_claims=list(leader_check.evidence["tolerated"]),
+        differences=differences,
         rejoined=rejoined,
         probes=sampler.answered(),
         notes={"stats": dict(workload.stats.counts)},

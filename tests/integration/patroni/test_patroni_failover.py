@@ -26,6 +26,7 @@ def assert_invariants(pg: PatroniCluster, run: FaultRun, lossless: bool = True) 
         assert run.lost == [], f"{len(run.lost)} acknowledged writes lost: {run.lost[:20]}"
     assert run.rto is not None, "writes never resumed after the fault"
     assert run.rejoined, f"the old leader {run.old_leader} did not come back as a streaming replica"
+    assert not run.differences, f"members' data differ from the leader {run.new_leader}'s: {run.differences}"
 
 
 def _postgres_gone(pg: PatroniCluster, host: str) -> None:
