@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shlex
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import redis
 
@@ -18,40 +13,6 @@ from gauntlet.clients.redis import PrimaryClient, RedisNodes, Sentinels, user_pa
 from gauntlet.cluster import Cluster, CommandResult, Host
 from gauntlet.history import History
 
-PROJECT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class PlaybookRun:
-    """What an ansible-playbook run printed and returned."""
-
-    rc: int
-    output: str
-
-
-def run_playbook(
-    inventory: str,
-    playbook: str,
-    extra_vars: dict[str, Any] | None = None,
-    limit: str | None = None,
-    timeout: float = 900,
-) -> PlaybookRun:
-    """Run one of the collection's playbooks against the inventory under test, as a user would."""
-    cmd = ["ansible-playbook", "-i", inventory, str(PROJECT / "playbooks" / playbook)]
-    if extra_vars:
-        cmd += ["-e", json.dumps(extra_vars)]
-    if limit:
-        cmd += ["--limit", limit]
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".cache" / "collections"),
-        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT)
-    return PlaybookRun(r.returncode, r.stdout + r.stderr)
 
 
 def redis_cli(

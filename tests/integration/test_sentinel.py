@@ -15,7 +15,8 @@ import time
 import pytest
 import redis
 
-from checklib.redis import CacheEnv, run_playbook
+from checklib.ansible import run_playbook
+from checklib.redis import CacheEnv
 from gauntlet.bench import wait_for
 from gauntlet.checkers.availability import unavailability_windows
 from gauntlet.checkers.lost_writes import lost_acknowledged_writes

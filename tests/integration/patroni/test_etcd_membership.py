@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from checklib.ansible import run_playbook
+from checklib.ansible import run_play
 from checklib.patroni import PatroniCluster, wait_writes_ok
 from gauntlet.bench import Bench, wait_for
 from gauntlet.checkers import lost_acknowledged_writes, single_leader
@@ -142,9 +142,9 @@ def test_a_replaced_etcd_member_rejoins_with_every_key_and_patroni_keeps_its_loc
         host.run(f"systemctl stop etcd && rm -rf {data_dir}", check=True, timeout=60)
         history.mark("etcd-member-wiped", host=target)
         t0 = time.monotonic()
-        rc, out = run_playbook(cluster, PLAYBOOK, tmp_path, timeout=CONVERGE_BOUND_S)
+        run = run_play(cluster.source, PLAYBOOK, tmp_path, timeout=CONVERGE_BOUND_S)
         converge_s = time.monotonic() - t0
-        assert rc == 0, f"the etcd role did not replace {target}:\n{out[-3000:]}"
+        assert run.rc == 0, f"the etcd role did not replace {target}:\n{run.output[-3000:]}"
         history.mark("etcd-member-replaced", host=target)
         settle_s = agreed_leader(etcd, f"after {target} was replaced")
         members = etcd.member_list(peer)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from checklib.ansible import run_playbook
+from checklib.ansible import run_play
 from checklib.patroni import PatroniCluster
 from gauntlet.bench import Bench
 
@@ -66,9 +66,10 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
 
 def converge_with(pg: PatroniCluster, tmp_path: Path, target: str, extra: dict[str, Any]) -> tuple[int, str]:
     """Run the patroni role on ``target`` with ``extra`` vars; (exit code, output)."""
-    return run_playbook(
-        pg.cluster, PLAYBOOK, tmp_path, {"gauntlet_target": target, **extra}, timeout=BOUND_S * 3
+    run = run_play(
+        pg.cluster.source, PLAYBOOK, tmp_path, {"gauntlet_target": target, **extra}, timeout=BOUND_S * 3
     )
+    return run.rc, run.output
 
 
 def config_digest(pg: PatroniCluster, name: str) -> str:

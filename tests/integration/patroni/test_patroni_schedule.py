@@ -119,7 +119,9 @@ def test_random_fault_schedule_keeps_the_invariants(
     # A resumed leader's stale claim is bounded by one HA cycle (checklib.patroni.resumed_claim_bound).
     bound = max((resumed_claim_bound(pg, e.split(":")[0]) for e in executed), default=0.0)
     leaders = single_leader(sampler.leader_samples(), tolerate_s=bound)
-    assert not differences, f"members' data differ from the leader {healed}'s after the schedule: {differences}"
+    assert not differences, (
+        f"members' data differ from the leader {healed}'s after the schedule: {differences}"
+    )
     assert leaders, leaders
     if pg.synchronous_mode:
         assert lost_check, lost_check
