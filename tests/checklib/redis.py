@@ -14,7 +14,6 @@ from gauntlet.cluster import Cluster, CommandResult, Host
 from gauntlet.history import History
 
 
-
 def redis_cli(
     host: Host, password: str, args: str, user: str | None = None, port: int | None = None, timeout: int = 300
 ) -> CommandResult:
