@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from dataclasses import dataclass
 
@@ -123,6 +124,51 @@ class CacheEnv:
         return wait_for(
             healthy, timeout, interval=0.5, what="cache topology healthy (one master, all replicas online)"
         )
+
+    def key_values(self, host: Host, pattern: str) -> dict[str, str]:
+        """Every key matching ``pattern`` on ``host`` (a replica answers SCAN and GET too), with its value."""
+        conn = self.admin(host)
+        try:
+            return {
+                str(k): str(v)
+                for k in conn.scan_iter(match=pattern, count=1000)
+                if (v := conn.get(k)) is not None
+            }
+        finally:
+            conn.close()
+
+    def replica_differences(self, pattern: str, timeout: float = 30) -> dict[str, list[str]]:
+        """Once every replica's replication offset reached the primary's (or ``timeout`` passed): {replica:
+        [the first keys matching ``pattern`` whose value differs from the primary's, or that one side lacks]}
+        (empty: identical). Writers must have stopped."""
+        master = self.master_host()
+        conn = self.admin(master)
+        try:
+            target = int(conn.info("replication")["master_repl_offset"])
+        finally:
+            conn.close()
+        replicas = [h for h in self.nodes.hosts if h.name != master.name]
+
+        def offset(host: Host) -> int:
+            c = self.admin(host)
+            try:
+                return int(c.info("replication").get("slave_repl_offset", -1))
+            finally:
+                c.close()
+
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: all(offset(h) >= target for h in replicas), timeout, 0.25, "replicas caught up")
+        ref = self.key_values(master, pattern)
+        out: dict[str, list[str]] = {}
+        if not ref:
+            out[master.name] = [f"no key matching {pattern} on the primary (nothing compared)"]
+        for h in replicas:
+            got = self.key_values(h, pattern)
+            bad = sorted(k for k in set(ref) | set(got) if ref.get(k) != got.get(k))
+            if bad:
+                out[h.name] = [f"{k}: {ref.get(k)!r} on {master.name}, {got.get(k)!r} here" for k in bad[:5]]
+                out[h.name] += [f"{len(bad)} keys differ in all"] if len(bad) > 5 else []
+        return out
 
     def flush_prefix(self, pattern: str) -> None:
         """Delete every key matching ``pattern`` on the master."""

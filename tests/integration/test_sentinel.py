@@ -169,5 +169,8 @@ def test_sentinel_failover_under_writes(env: CacheEnv, nemesis, history: History
     # Keys of writes that certainly failed must not exist.
     failed = {o.value for o in history.client_ops() if o.type == "fail" and o.f in ("write", "write_wait")}
     assert not (failed & final), f"writes reported failed are present: {sorted(failed & final)[:5]}"
+    # Every replica (the old primary too) holds what the primary holds, key by key.
+    differences = env.replica_differences(writers.prefix + "*")
+    assert not differences, f"replicas differ from the primary {new.name} after {fault}: {differences}"
     with contextlib.suppress(Exception):
         env.flush_prefix(writers.prefix + "*")
