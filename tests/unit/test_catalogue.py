@@ -26,6 +26,9 @@ EXPECTED = {
     "isolate",
     "isolate_from_peers",
     "partition",
+    "partition_majority",
+    "partition_ring",
+    "partition_bridge",
     "latency",
     "loss",
     "bandwidth",
@@ -90,8 +93,8 @@ class FakeAPI:
 OPTIONS = {"service": "patroni", "candidate": "n2", "ms": 50, "pct": 10.0, "kbit": 512}
 
 
-def nemesis() -> tuple[Nemesis, FakeCluster, History]:
-    cluster = FakeCluster()
+def nemesis(n: int = 3) -> tuple[Nemesis, FakeCluster, History]:
+    cluster = FakeCluster(n)
     history = History()
     return Nemesis(cluster, history), cluster, history  # type: ignore[arg-type]
 
@@ -106,7 +109,7 @@ def test_every_fault_is_in_the_catalogue_under_its_own_name() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_fault_applies_and_is_recorded_under_its_history_name(name: str) -> None:
-    n, cluster, history = nemesis()
+    n, cluster, history = nemesis(5)  # a ring needs 4 members at least
     fault = catalogue.get(name)
     with fault.apply(n, "n1", api=FakeAPI(), **OPTIONS):
         assert n.active == [fault.recorded_as]
@@ -114,7 +117,9 @@ def test_each_fault_applies_and_is_recorded_under_its_history_name(name: str) ->
     assert [o.f for o in history.faults()] == [f"{fault.recorded_as}:start", f"{fault.recorded_as}:stop"]
     assert n.active == []
     touched = [h for h in cluster.hosts.values() if h.commands]
-    if name != "switchover":  # a switchover is one REST call, no command on a host
+    if name == "partition_bridge":  # the target is the bridge: the one member every other still reaches
+        assert cluster["n1"] not in touched and len(touched) == 4, touched
+    elif name != "switchover":  # a switchover is one REST call, no command on a host
         assert cluster["n1"] in touched, f"{name} ran nothing on its target"
 
 
@@ -253,3 +258,69 @@ def test_no_check_writes_a_fault_into_the_history_by_hand() -> None:
         if "history.fault(" in p.read_text()
     ]
     assert offenders == []
+
+
+# -- partition shapes through the catalogue --------------------------------------------------------------------
+def _cuts(cluster: FakeCluster) -> dict[str, set[str]]:
+    """Per host, the peers its DROP rules name (what the shape made it unable to reach)."""
+    by_address = {h.address: h.name for h in cluster.hosts.values()}
+    out: dict[str, set[str]] = {}
+    for h in cluster.hosts.values():
+        named = set()
+        for c in h.commands:
+            for part in c.split("; "):
+                if part.startswith("iptables -w -A GAUNTLET") and "-j DROP" in part:
+                    named.add(by_address[part.split()[5]])
+        out[h.name] = named
+    return out
+
+
+def test_majority_puts_the_target_on_the_minority_side_drawn_by_the_seed() -> None:
+    for seed in (1, 2, 3):
+        n, cluster, history = nemesis(5)
+        with catalogue.get("partition_majority").apply(n, "n2", seed=seed):
+            cuts = _cuts(cluster)
+        start = history.faults()[0]
+        assert start.f == "partition_majority:start"
+        minority, majority = start.value["minority"], start.value["majority"]
+        assert "n2" in minority and len(minority) == 2 and len(majority) == 3
+        for m in minority:
+            assert cuts[m] == set(majority), cuts
+        n2, _, history2 = nemesis(5)
+        with catalogue.get("partition_majority").apply(n2, "n2", seed=seed):
+            pass
+        assert history2.faults()[0].value["minority"] == minority  # one seed, one split
+
+
+def test_ring_and_bridge_through_the_catalogue_cut_what_their_shape_says() -> None:
+    n, cluster, history = nemesis(5)
+    with catalogue.get("partition_ring").apply(n, "n1"):
+        cuts = _cuts(cluster)
+    assert history.faults()[0].value["ring"] == ["n1", "n2", "n3", "n4", "n5"]
+    assert cuts == {
+        "n1": {"n3", "n4"},
+        "n2": {"n4", "n5"},
+        "n3": {"n1", "n5"},
+        "n4": {"n1", "n2"},
+        "n5": {"n2", "n3"},
+    }
+    n, cluster, history = nemesis(5)
+    with catalogue.get("partition_bridge").apply(n, "n3", members=["n1", "n2", "n3", "n4", "n5"]):
+        cuts = _cuts(cluster)
+    assert history.faults()[0].value["bridge"] == "n3"
+    assert cuts == {
+        "n1": {"n4", "n5"},
+        "n2": {"n4", "n5"},
+        "n3": set(),
+        "n4": {"n1", "n2"},
+        "n5": {"n1", "n2"},
+    }
+
+
+def test_a_shape_that_cannot_be_made_is_refused_before_any_host_is_touched() -> None:
+    n, cluster, _ = nemesis(3)
+    with pytest.raises(FaultError, match="ring of 3 nodes cuts nothing"):
+        catalogue.get("partition_ring").apply(n, "n1")
+    with pytest.raises(FaultError, match="not one of the members"):
+        catalogue.get("partition_bridge").apply(n, "n1", members=["n2", "n3"])
+    assert not any(h.commands for h in cluster.hosts.values())

@@ -12,12 +12,14 @@ uses and ignores the others. An option no fault knows is an error.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from gauntlet.cluster import Cluster, Host
+from gauntlet.errors import FaultError
 from gauntlet.nemesis.core import HostLike, Nemesis
 
 # The Patroni members' inventory group (the postgres_crash and switchover faults act on Patroni only).
@@ -74,6 +76,35 @@ def _others(nemesis: Nemesis, target: HostLike) -> list[HostLike]:
 
 def _partition(nemesis: Nemesis, target: HostLike, side_b: Iterable[HostLike] | None = None) -> Any:
     return nemesis.partition([target], side_b if side_b is not None else _others(nemesis, target))
+
+
+def _shape_members(nemesis: Nemesis, target: HostLike, members: Iterable[HostLike] | None) -> list[str]:
+    """The names of a shape's members (default: every host), which must hold the target."""
+    names = [m.name if isinstance(m, Host) else m for m in members] if members is not None else None
+    names = names if names is not None else list(nemesis.cluster.hosts)
+    name = target.name if isinstance(target, Host) else target
+    if name not in names:
+        raise FaultError(f"the target {name} is not one of the members {', '.join(names)}")
+    return names
+
+
+def _majority(
+    nemesis: Nemesis, target: HostLike, members: Iterable[HostLike] | None, seed: int | None
+) -> Any:
+    """The target on the minority side, with the rest of that side drawn by ``seed``."""
+    names = _shape_members(nemesis, target, members)
+    name = target.name if isinstance(target, Host) else target
+    others = sorted(n for n in names if n != name)
+    drawn = random.Random(seed).sample(others, max(0, (len(names) - 1) // 2 - 1))
+    return nemesis.partition_majority(names, seed, minority=[name, *drawn])
+
+
+def _ring(nemesis: Nemesis, target: HostLike, members: Iterable[HostLike] | None, seed: int | None) -> Any:
+    return nemesis.partition_ring(_shape_members(nemesis, target, members), seed)
+
+
+def _bridge(nemesis: Nemesis, target: HostLike, members: Iterable[HostLike] | None) -> Any:
+    return nemesis.partition_bridge(_shape_members(nemesis, target, members), via=target)
 
 
 FAULTS: dict[str, Fault] = {
@@ -133,10 +164,38 @@ FAULTS: dict[str, Fault] = {
             defaults={"side_b": None},
         ),
         Fault(
+            "partition_majority",
+            "partition_majority",
+            _majority,
+            "Jepsen's :majority: the members (default: every host) split into a majority side and a minority "
+            "side holding the target (the rest of it drawn by seed), cut from each other; healed on exit",
+            takes=("members", "seed"),
+            defaults={"members": None, "seed": None},
+        ),
+        Fault(
+            "partition_ring",
+            "partition_ring",
+            _ring,
+            "a ring of the members (default: every host; order shuffled by seed): each reaches only its two "
+            "neighbours (Jepsen's :majorities-ring on 5); at least 4 members; healed on exit",
+            takes=("members", "seed"),
+            defaults={"members": None, "seed": None},
+        ),
+        Fault(
+            "partition_bridge",
+            "partition_bridge",
+            _bridge,
+            "Jepsen's bridge: the members (default: every host) cut in two halves joined by the target, "
+            "which reaches both; healed on exit",
+            takes=("members",),
+            defaults={"members": None},
+        ),
+        Fault(
             "latency",
             "latency",
             lambda n, t, ms, jitter_ms: n.latency(t, ms, jitter_ms),
-            "delay the host's outgoing packets by ms (± jitter_ms): netem, or the NFQUEUE delayer",
+            "delay the host's packets to its peers by ms (± jitter_ms): netem under our htb root, or the "
+            "NFQUEUE delayer; other traffic is not delayed",
             takes=("ms", "jitter_ms"),
             defaults={"ms": 200, "jitter_ms": 0},
         ),
@@ -152,7 +211,8 @@ FAULTS: dict[str, Fault] = {
             "bandwidth",
             "bandwidth",
             lambda n, t, kbit: n.bandwidth(t, kbit),
-            "limit the host's egress bandwidth to kbit kbit/s",
+            "limit the host's egress to its peers to kbit kbit/s (an htb class of ours; other traffic is "
+            "not limited)",
             takes=("kbit",),
             defaults={"kbit": 256},
         ),

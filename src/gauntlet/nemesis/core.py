@@ -4,13 +4,22 @@ Every fault start and stop is written to the history, so checkers and the report
 operations up against what was done to the cluster. Faults run over the host's own connection (podman or
 SSH, see :class:`~gauntlet.cluster.Host`); the one fault that differs per connection kind, ``crash``, goes
 through :mod:`gauntlet.nemesis.backends`. Faults by name, as checks and schedules pick them:
-:mod:`gauntlet.nemesis.catalogue`.
+:mod:`gauntlet.nemesis.catalogue`; partition shapes (grudges): :mod:`gauntlet.nemesis.grudge`.
+
+Hosts heal themselves: every fault started on a host leaves its undo there and arms a dead-man timer (a
+transient systemd unit ``gauntlet-heal-<fault id>``) that runs it after a bound -- ``fault_bound_s``, else
+``$GAUNTLET_FAULT_BOUND_S``, else 300 s; 0 arms none -- unless the normal undo disarms it first. An undo that
+finds its fault already undone (it outlived the bound) fails, naming why: the fault was not held to its end.
+Hosts without systemd get no timer (logged); ``gauntlet heal`` still finds the undo they keep.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import os
+import random
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 from typing import Any, Protocol
@@ -18,10 +27,31 @@ from typing import Any, Protocol
 from gauntlet.cluster import Cluster, Host
 from gauntlet.errors import FaultError
 from gauntlet.history import History
-from gauntlet.nemesis import backends, commands
+from gauntlet.nemesis import backends, commands, grudge
+from gauntlet.nemesis.grudge import Grudge
 
 log = logging.getLogger(__name__)
 HostLike = Host | str
+
+BOUND_ENV = "GAUNTLET_FAULT_BOUND_S"
+DEFAULT_FAULT_BOUND_S = 300.0
+# How long heal waits for one host before it names that host and goes on to the next.
+HEAL_TIMEOUT_S = 60.0
+
+
+def resolve_fault_bound(value: float | None = None) -> float:
+    """The dead-man bound in seconds: ``value``, else ``$GAUNTLET_FAULT_BOUND_S``, else 300; 0 arms no timer."""
+    if value is None:
+        raw = os.environ.get(BOUND_ENV, "").strip()
+        if not raw:
+            return DEFAULT_FAULT_BOUND_S
+        try:
+            value = float(raw)
+        except ValueError:
+            raise FaultError(f"{BOUND_ENV}={raw!r} is not a number of seconds (0 arms no timer)") from None
+    if value < 0:
+        raise FaultError(f"the fault bound must be 0 (no timer) or more seconds, not {value:g}")
+    return value
 
 
 class SwitchoverAPI(Protocol):
@@ -35,12 +65,17 @@ class SwitchoverAPI(Protocol):
 class Nemesis:
     """Inject faults into a :class:`Cluster`, recording each into a :class:`History`."""
 
-    def __init__(self, cluster: Cluster, history: History | None = None) -> None:
+    def __init__(
+        self, cluster: Cluster, history: History | None = None, fault_bound_s: float | None = None
+    ) -> None:
         self.cluster = cluster
         self.history = history or History()
+        # After this many seconds a host undoes a fault of ours by itself (its dead-man timer).
+        self.fault_bound_s = resolve_fault_bound(fault_bound_s)
         # Undo callbacks of faults still active, newest last: heal() runs them in reverse.
         self._active: list[tuple[str, Callable[[], None]]] = []
         self._netem: dict[str, bool] = {}
+        self._untimed: set[str] = set()  # hosts seen without systemd (warned once)
 
     # -- plumbing ----------------------------------------------------------------------------------------
     def _host(self, h: HostLike) -> Host:
@@ -79,8 +114,46 @@ class Nemesis:
                 finally:
                     self.history.fault(name, "stop", **detail)
 
-    def heal(self) -> None:
-        """Undo every fault still active (newest first), then flush our network rules on every host."""
+    def _host_fault(
+        self, name: str, plans: Sequence[tuple[Host, str, str]], **detail: Any
+    ) -> AbstractContextManager[None]:
+        """A fault made of shell commands, (host, start, undo) per host: before its start each host keeps the
+        undo and arms its dead-man timer; the undo disarms the timer and runs it, on every host armed (the
+        errors of all of them reported together)."""
+        fault_id = f"{name}-{secrets.token_hex(4)}"
+        bound = self.fault_bound_s
+        armed: list[Host] = []
+
+        def start() -> None:
+            for h, start_cmd, undo_cmd in plans:
+                out = self.cluster.run(h, commands.arm(fault_id, undo_cmd, bound), check=True)
+                armed.append(h)
+                if commands.NO_TIMER in (out.stdout or "") and bound > 0 and h.name not in self._untimed:
+                    self._untimed.add(h.name)
+                    log.warning(
+                        "%s has no systemd: its faults run without a dead-man timer (gauntlet heal undoes "
+                        "them)",
+                        h.name,
+                    )
+                self._sh(h, start_cmd)
+
+        def undo() -> None:
+            errors = []
+            for h in armed:
+                try:
+                    self._sh(h, commands.disarm_and_undo(fault_id, bound))
+                except Exception as exc:
+                    errors.append(str(exc))
+            armed.clear()
+            if errors:
+                raise FaultError(f"{name} could not be undone: " + "; ".join(errors))
+
+        return self._fault(name, start, undo, **detail)
+
+    def heal(self) -> dict[str, str]:
+        """Undo every fault still active (newest first), then remove every fault of ours from every host
+        (:meth:`heal_hosts`). Raises :class:`FaultError` when an undo failed; returns the hosts that could not
+        be healed (name -> why; a host that does not answer is named and the others are still healed)."""
         errors = []
         while self._active:
             name, undo = self._active.pop()
@@ -89,13 +162,43 @@ class Nemesis:
             except Exception as exc:
                 errors.append(f"{name}: {exc}")
             self.history.fault(name, "stop", healed=True)
-        for h in self.cluster.hosts.values():
-            if not backends.backend_for(h).reachable(h):
-                continue
-            h.run(commands.flush())
+        unhealed = self.heal_hosts()
         self.history.fault("heal", "stop")
         if errors:
-            raise FaultError("heal could not undo: " + "; ".join(errors))
+            also = "; hosts not healed: " + "; ".join(f"{h}: {why}" for h, why in unhealed.items())
+            raise FaultError("heal could not undo: " + "; ".join(errors) + (also if unhealed else ""))
+        for h, why in unhealed.items():
+            log.warning("heal could not heal %s: %s", h, why)
+        return unhealed
+
+    def heal_hosts(
+        self, timeout: float = HEAL_TIMEOUT_S, say: Callable[[str, str], None] | None = None
+    ) -> dict[str, str]:
+        """Remove every fault of ours from every host (:func:`commands.heal_host`), whoever started it: our
+        timers stopped, every undo left run, our chain and qdiscs removed. A host that fails or does not
+        answer within ``timeout`` is named (name -> why) and the next one is healed. A container that is not
+        running holds nothing of ours (its rules, /run and processes went with it) and is skipped. ``say``
+        hears each host's outcome (name, "healed" / "not running" / "could not heal: why")."""
+        unhealed: dict[str, str] = {}
+        for h in self.cluster.hosts.values():
+            outcome = "healed"
+            try:
+                if not backends.backend_for(h).reachable(h):
+                    outcome = "not running: nothing of ours is in force there"
+                else:
+                    r = h.run(commands.heal_host(), timeout=timeout)
+                    if r.rc == 124:
+                        unhealed[h.name] = f"no answer within {timeout:g} s"
+                    elif not r.ok:
+                        lines = (r.stderr or r.stdout or "").strip().splitlines()
+                        unhealed[h.name] = f"exit {r.rc}: {lines[-1] if lines else 'no output'}"
+            except Exception as exc:  # an unreachable host must not stop the others from being healed
+                unhealed[h.name] = f"{type(exc).__name__}: {exc}"
+            if h.name in unhealed:
+                outcome = f"could not heal: {unhealed[h.name]}"
+            if say:
+                say(h.name, outcome)
+        return unhealed
 
     @property
     def active(self) -> list[str]:
@@ -107,17 +210,13 @@ class Nemesis:
         """SIGKILL a service's processes and keep it down; started again on exit."""
         h = self._host(host)
         start, undo = commands.kill_unit(service)
-        return self._fault(
-            "kill", lambda: self._sh(h, start), lambda: self._sh(h, undo), host=h.name, service=service
-        )
+        return self._host_fault("kill", [(h, start, undo)], host=h.name, service=service)
 
     def pause(self, host: HostLike, service: str) -> AbstractContextManager[None]:
         """SIGSTOP a service's processes (a GC pause, a hung process); SIGCONT on exit."""
         h = self._host(host)
         start, undo = commands.pause_unit(service)
-        return self._fault(
-            "pause", lambda: self._sh(h, start), lambda: self._sh(h, undo), host=h.name, service=service
-        )
+        return self._host_fault("pause", [(h, start, undo)], host=h.name, service=service)
 
     def restart(self, host: HostLike, service: str) -> AbstractContextManager[None]:
         """Restart a service (an instant fault: the restart is done when the block starts)."""
@@ -137,6 +236,8 @@ class Nemesis:
         once and started again."""
         h = self._host(host)
         plan = backends.backend_for(h).crash(h)
+        if plan.commands:  # SSH hosts: commands on the host itself, so it heals itself as well
+            return self._host_fault("crash", [(h, *plan.commands)], host=h.name, how=plan.how)
         return self._fault("crash", plan.start, plan.undo, host=h.name, how=plan.how)
 
     def postgres_crash(self, host: HostLike) -> AbstractContextManager[None]:
@@ -163,9 +264,21 @@ class Nemesis:
         return self._fault("switchover", start, lambda: None, host=h.name, leader=h.name, candidate=candidate)
 
     # -- network faults ----------------------------------------------------------------------------------
+    # Every rule names cluster peers' addresses only: the controller's own traffic is never matched (a host
+    # reached with connection local is the controller itself, and is never cut).
+    def _addresses(self, hosts: Iterable[Host]) -> list[str]:
+        hosts = list(hosts)
+        local = [h.name for h in hosts if getattr(h, "connection", "") == "local"]
+        if local:
+            raise FaultError(
+                f"{', '.join(local)} is reached with connection local: it is the controller, whose traffic a "
+                "fault never cuts"
+            )
+        return [h.address for h in hosts]
+
     def _peer_addresses(self, exclude: Iterable[Host]) -> list[str]:
         skip = {h.name for h in exclude}
-        return [h.address for h in self.cluster.hosts.values() if h.name not in skip]
+        return self._addresses(h for h in self.cluster.hosts.values() if h.name not in skip)
 
     def partition(
         self, side_a: Iterable[HostLike], side_b: Iterable[HostLike]
@@ -174,8 +287,8 @@ class Nemesis:
         return self._cut("partition", self._hosts(side_a), self._hosts(side_b))
 
     def isolate(self, host: HostLike) -> AbstractContextManager[None]:
-        """Partition one host from every other host of the cluster (the controller can still reach it).
-        Recorded as ``isolate``, with the same sides a partition records."""
+        """Partition one host from every other host of the cluster (the controller can still reach it):
+        Jepsen's ``:one``. Recorded as ``isolate``, with the same sides a partition records."""
         h = self._host(host)
         others = [o for o in self.cluster.hosts.values() if o.name != h.name]
         return self._cut("isolate", [h], others)
@@ -194,32 +307,84 @@ class Nemesis:
     def _cut(self, name: str, a: list[Host], b: list[Host]) -> AbstractContextManager[None]:
         if not a or not b or {h.name for h in a} & {h.name for h in b}:
             raise FaultError(f"{name} needs two non-empty, disjoint sides")
-        plans = [(h, commands.drop_from(o.address for o in b)) for h in a]
-        plans += [(h, commands.drop_from(o.address for o in a)) for h in b]
+        plans = [(h, *commands.drop_from(self._addresses(b))) for h in a]
+        plans += [(h, *commands.drop_from(self._addresses(a))) for h in b]
+        return self._host_fault(name, plans, side_a=[h.name for h in a], side_b=[h.name for h in b])
 
-        def start() -> None:
-            for h, (s, _) in plans:
-                self._sh(h, s)
+    def partition_grudge(
+        self, cut: Grudge, name: str = "partition_grudge", **detail: Any
+    ) -> AbstractContextManager[None]:
+        """Apply a grudge (:mod:`gauntlet.nemesis.grudge`): every host named in it drops traffic to and from
+        each peer it must not reach, both ways; every other pair, and the controller, still reach each other.
+        Recorded as ``name`` with the grudge (sorted pairs) and ``detail``."""
+        if not cut:
+            raise FaultError(f"{name}: the grudge cuts nothing")
+        nodes = sorted({n for p in cut for n in p})
+        hosts = {n: self._host(n) for n in nodes}
+        drops = grudge.drops(nodes, cut)
+        plans = [(hosts[n], *commands.drop_from(self._addresses(hosts[p] for p in drops[n]))) for n in nodes]
+        return self._host_fault(name, plans, grudge=[list(p) for p in sorted(cut)], **detail)
 
-        def undo() -> None:
-            for h, (_, u) in plans:
-                self._sh(h, u)
+    def _members(self, members: Iterable[HostLike] | None) -> list[str]:
+        """Host names of ``members`` in the order given (default: every host of the cluster, by name)."""
+        if members is None:
+            return list(self.cluster.hosts)
+        return [self._host(m).name for m in members]
 
-        return self._fault(name, start, undo, side_a=[h.name for h in a], side_b=[h.name for h in b])
+    def partition_majority(
+        self,
+        members: Iterable[HostLike] | None = None,
+        seed: int | None = None,
+        minority: Iterable[HostLike] | None = None,
+    ) -> AbstractContextManager[None]:
+        """Jepsen's ``:majority``: ``members`` (default: every host) split into a majority and a minority side
+        (``(n - 1) // 2`` members, drawn with ``seed`` or named by ``minority``), cut from each other."""
+        try:
+            cut, big, small = grudge.split(
+                self._members(members), seed, None if minority is None else self._members(minority)
+            )
+        except ValueError as exc:
+            raise FaultError(f"partition_majority: {exc}") from None
+        return self.partition_grudge(cut, "partition_majority", majority=big, minority=small, seed=seed)
+
+    def partition_ring(
+        self, members: Iterable[HostLike] | None = None, seed: int | None = None
+    ) -> AbstractContextManager[None]:
+        """A ring: each of ``members`` (default: every host), in the order given (shuffled by ``seed`` if one
+        is given), reaches only its two neighbours; Jepsen's ``:majorities-ring`` on 5. At least 4 members."""
+        order = self._members(members)
+        if seed is not None:
+            random.Random(seed).shuffle(order)
+        try:
+            cut = grudge.ring(order)
+        except ValueError as exc:
+            raise FaultError(f"partition_ring: {exc}") from None
+        return self.partition_grudge(cut, "partition_ring", ring=order)
+
+    def partition_bridge(
+        self, members: Iterable[HostLike] | None = None, via: HostLike | None = None
+    ) -> AbstractContextManager[None]:
+        """Jepsen's ``bridge``: ``members`` (default: every host) cut in two halves joined by one member that
+        reaches both (``via``, else the middle one of the order given)."""
+        try:
+            cut, middle = grudge.bridge(self._members(members), None if via is None else self._host(via).name)
+        except ValueError as exc:
+            raise FaultError(f"partition_bridge: {exc}") from None
+        return self.partition_grudge(cut, "partition_bridge", bridge=middle)
 
     def loss(self, host: HostLike, pct: float) -> AbstractContextManager[None]:
-        """Drop ``pct`` percent of packets between ``host`` and its peers (iptables statistic match)."""
+        """Drop ``pct`` percent of packets between ``host`` and its peers (iptables statistic match; only
+        packets to and from cluster peers)."""
         h = self._host(host)
         s, u = commands.loss_from(self._peer_addresses([h]), pct / 100.0)
-        return self._fault("loss", lambda: self._sh(h, s), lambda: self._sh(h, u), host=h.name, pct=pct)
+        return self._host_fault("loss", [(h, s, u)], host=h.name, pct=pct)
 
     def bandwidth(self, host: HostLike, kbit: int) -> AbstractContextManager[None]:
-        """Limit a host's egress bandwidth (tbf qdisc)."""
+        """Limit a host's egress bandwidth to its peers (an htb class of ours; other traffic is not limited,
+        and a root qdisc that is not ours makes it refuse)."""
         h = self._host(host)
-        s, u = commands.tbf_bandwidth(kbit)
-        return self._fault(
-            "bandwidth", lambda: self._sh(h, s), lambda: self._sh(h, u), host=h.name, kbit=kbit
-        )
+        s, u = commands.shape_bandwidth(self._peer_addresses([h]), kbit)
+        return self._host_fault("bandwidth", [(h, s, u)], host=h.name, kbit=kbit)
 
     def has_netem(self, host: HostLike) -> bool:
         """Whether the host's kernel has the netem qdisc (asked once per host)."""
@@ -229,21 +394,21 @@ class Nemesis:
         return self._netem[h.name]
 
     def latency(self, host: HostLike, ms: int, jitter_ms: int = 0) -> AbstractContextManager[None]:
-        """Delay a host's outgoing packets by ``ms`` (± ``jitter_ms``): netem where the kernel has it, else
-        an NFQUEUE delayer on the host (only packets to cluster peers). The history says which ran."""
+        """Delay a host's outgoing packets to its peers by ``ms`` (± ``jitter_ms``): netem under our htb root
+        where the kernel has it, else an NFQUEUE delayer on the host; other traffic is not delayed. The history
+        says which ran."""
         h = self._host(host)
         if self.has_netem(h):
-            s, u = commands.netem_delay(ms, jitter_ms)
+            s, u = commands.netem_delay(self._peer_addresses([h]), ms, jitter_ms)
             mechanism = "netem"
         else:
             self._install_delayer(h)
             s, u = commands.nfqueue_delay(self._peer_addresses([h]), ms, jitter_ms)
             mechanism = "nfqueue"
         log.info("latency on %s: %d ms via %s", h.name, ms, mechanism)
-        return self._fault(
+        return self._host_fault(
             "latency",
-            lambda: self._sh(h, s),
-            lambda: self._sh(h, u),
+            [(h, s, u)],
             host=h.name,
             ms=ms,
             jitter_ms=jitter_ms,
