@@ -22,7 +22,7 @@ def test_no_fault_everyone_is_on_the_majority_side():
 
 
 def test_split_majority_serves_minority_refuses():
-    cut, big, small = grudge.split(FIVE, minority=["n1", "n2"])
+    cut, _, _ = grudge.split(FIVE, minority=["n1", "n2"])
     assert majority_side(FIVE, [], cut) == {"n1": False, "n2": False, "n3": True, "n4": True, "n5": True}
 
 

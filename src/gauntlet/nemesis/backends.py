@@ -25,6 +25,9 @@ class Plan:
     start: Callable[[], None]
     undo: Callable[[], None]
     how: str
+    # (start, undo) as shell commands on the host itself, when the fault is made of them: the nemesis then
+    # leaves the undo on the host with a dead-man timer (a podman kill cannot: the host is gone).
+    commands: tuple[str, str] | None = None
 
 
 class HostBackend(Protocol):
@@ -128,7 +131,7 @@ class SshBackend:
             )
         kills = "; ".join(commands.kill_unit(u)[0] for u in units)
         starts = "; ".join(commands.kill_unit(u)[1] for u in units)
-        return Plan(_sh(host, kills), _sh(host, starts), "SIGKILL " + " ".join(units))
+        return Plan(_sh(host, kills), _sh(host, starts), "SIGKILL " + " ".join(units), (kills, starts))
 
     def reachable(self, host: Host) -> bool:
         return True

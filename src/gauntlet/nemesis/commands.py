@@ -7,6 +7,7 @@ cluster's own peer addresses: the controller's connection to a host (SSH on stag
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from collections.abc import Iterable
 
@@ -31,39 +32,43 @@ def _rules(peers: Iterable[str], extra: str = "") -> list[tuple[str, str]]:
     return rules
 
 
+def _delete_if_present(specs: Iterable[str]) -> str:
+    """Delete each rule of our chain that is still there: an undo that can run twice (a dead-man timer or
+    ``gauntlet heal`` may have run it first, a restarted container lost it) and fails only when a rule that
+    is there cannot be deleted."""
+    steps = [
+        f"if iptables -w -C {CHAIN} {spec} 2>/dev/null; then iptables -w -D {CHAIN} {spec} || rc=1; fi"
+        for spec in specs
+    ]
+    return "; ".join(["rc=0", *steps, '[ "$rc" = 0 ]']) if steps else "true"
+
+
 def drop_from(peers: Iterable[str]) -> tuple[str, str]:
     """(start, undo): drop all traffic to and from ``peers`` (one side of a partition)."""
-    rules = _rules(peers)
-    start = [ensure_chain()] + [
-        f"iptables -w -A {CHAIN} {spec} -m comment --comment {COMMENT} -j DROP" for _, spec in rules
-    ]
-    undo = [f"iptables -w -D {CHAIN} {spec} -m comment --comment {COMMENT} -j DROP" for _, spec in rules]
-    return "; ".join(start), "; ".join(undo) or "true"
+    specs = [f"{spec} -m comment --comment {COMMENT} -j DROP" for _, spec in _rules(peers)]
+    start = [ensure_chain()] + [f"iptables -w -A {CHAIN} {spec}" for spec in specs]
+    return "; ".join(start), _delete_if_present(specs)
 
 
 def loss_from(peers: Iterable[str], probability: float) -> tuple[str, str]:
-    """(start, undo): drop a random share ``probability`` (0..1) of packets to and from ``peers``."""
+    """(start, undo): drop a random share ``probability`` (0..1) of packets to and from ``peers`` (the
+    cluster's peers only: the controller's traffic is never matched)."""
     if not 0 < probability <= 1:
         raise ValueError(f"loss probability must be in (0, 1], not {probability}")
     stat = f" -m statistic --mode random --probability {probability:.4f}"
-    rules = _rules(peers, stat)
-    start = [ensure_chain()] + [
-        f"iptables -w -A {CHAIN} {spec} -m comment --comment {COMMENT} -j DROP" for _, spec in rules
-    ]
-    undo = [f"iptables -w -D {CHAIN} {spec} -m comment --comment {COMMENT} -j DROP" for _, spec in rules]
-    return "; ".join(start), "; ".join(undo)
+    specs = [f"{spec} -m comment --comment {COMMENT} -j DROP" for _, spec in _rules(peers, stat)]
+    start = [ensure_chain()] + [f"iptables -w -A {CHAIN} {spec}" for spec in specs]
+    return "; ".join(start), _delete_if_present(specs)
 
 
 def flush() -> str:
-    """Undo every network rule of ours on a host (heal)."""
-    return f"iptables -w -F {CHAIN} 2>/dev/null || true"
-
-
-def default_iface() -> str:
-    """A shell expression for the interface of the default route (or the first non-loopback one)."""
+    """Remove every network rule of ours on a host: our chain flushed, unhooked from INPUT and OUTPUT, and
+    deleted (the next fault makes it again)."""
     return (
-        "$(ip -o route show default 2>/dev/null | awk '{print $5; exit}' | grep . "
-        "|| ip -o link show | awk -F': ' '$2 != \"lo\" {print $2; exit}' | cut -d@ -f1)"
+        f"iptables -w -F {CHAIN} 2>/dev/null; "
+        f"while iptables -w -D INPUT -j {CHAIN} 2>/dev/null; do :; done; "
+        f"while iptables -w -D OUTPUT -j {CHAIN} 2>/dev/null; do :; done; "
+        f"iptables -w -X {CHAIN} 2>/dev/null; true"
     )
 
 
@@ -76,14 +81,79 @@ def has_netem() -> str:
     )
 
 
-def netem_delay(ms: int, jitter_ms: int = 0) -> tuple[str, str]:
-    """(start, undo) for latency with netem on the default interface."""
-    iface = default_iface()
-    jitter = f" {jitter_ms}ms distribution normal" if jitter_ms else ""
+# Traffic shaping lives under a root qdisc of ours, an htb with this handle: only packets to the cluster's
+# peers are classified into our classes (u32 filters on their addresses); everything else -- the
+# controller's SSH, clients outside the cluster -- is unclassified and leaves through htb's direct queue,
+# unshaped. An undo removes its own filters and class, and our root only when no class of ours is left; a
+# root qdisc that is not ours (handle other than the kernel's default 0:) is never replaced: the fault
+# refuses to start.
+QDISC_HANDLE = "9a17"
+# Per shaping fault: (filter prio, class minor). Filters of a lower prio match first, so where both are
+# in force on one host the delay wins for the peers both name.
+DELAY_CLASS = (10, 10)
+BANDWIDTH_CLASS = (20, 20)
+DELAY_LEAF = "9a10"
+
+
+def _peer_ip(addr: str) -> str:
+    """An address as u32 matches it: a literal IPv4 address as is, a name resolved on the host."""
+    try:
+        if ipaddress.ip_address(addr).version == 4:
+            return addr
+    except ValueError:
+        pass
+    return f"$(getent ahostsv4 {shlex.quote(addr)} | awk 'NR == 1 {{print $1}}')"
+
+
+def _peer_dev(peers: list[str]) -> str:
+    """The device the host reaches its (first) peer through: where shaping must sit."""
     return (
-        f"tc qdisc replace dev {iface} root netem delay {ms}ms{jitter}",
-        f"tc qdisc del dev {iface} root 2>/dev/null || true",
+        f"dev=$(ip -o route get {_peer_ip(peers[0])} 2>/dev/null "
+        "| awk '{for (i = 1; i < NF; i++) if ($i == \"dev\") {print $(i + 1); exit}}')"
     )
+
+
+def _shaping(peers: Iterable[str], which: tuple[int, int], klass: str, leaf: str = "") -> tuple[str, str]:
+    addrs = sorted(set(peers))
+    if not addrs:
+        raise ValueError("shaping needs at least one peer address")
+    prio, minor = which
+    root = f"{QDISC_HANDLE}:"
+    classid = f"{QDISC_HANDLE}:{minor}"
+    refuse = (
+        'echo "gauntlet: $dev has a root qdisc that is not ours ($root): shaping would replace it; '
+        'remove it or run this fault elsewhere" >&2; exit 1'
+    )
+    start = [
+        _peer_dev(addrs),
+        f'[ -n "$dev" ] || {{ echo "gauntlet: no route to {addrs[0]} to shape" >&2; exit 1; }}',
+        "root=$(tc qdisc show dev \"$dev\" root | awk '{print $2, $3; exit}')",
+        f'case "$root" in "htb {root}") ;; ""|*" 0:") tc qdisc add dev "$dev" root handle {root} htb '
+        f"default 0 direct_qlen 1000 || exit 1 ;; *) {refuse} ;; esac",
+        f'tc class add dev "$dev" parent {root} classid {classid} htb {klass}',
+    ]
+    if leaf:
+        start.append(f'tc qdisc add dev "$dev" parent {classid} {leaf}')
+    start += [
+        f'tc filter add dev "$dev" parent {root} protocol ip prio {prio} u32 match ip dst {_peer_ip(a)}/32 '
+        f"flowid {classid}"
+        for a in addrs
+    ]
+    undo = [
+        _peer_dev(addrs),
+        f'if tc qdisc show dev "$dev" root 2>/dev/null | grep -q " {root} "; then '
+        f'tc filter del dev "$dev" parent {root} prio {prio} 2>/dev/null; '
+        f'tc class del dev "$dev" classid {classid} 2>/dev/null; '
+        f'tc class show dev "$dev" | grep -q . || tc qdisc del dev "$dev" root; fi',
+    ]
+    return "; ".join(start), "; ".join(undo)
+
+
+def netem_delay(peers: Iterable[str], ms: int, jitter_ms: int = 0) -> tuple[str, str]:
+    """(start, undo): delay packets to ``peers`` by ``ms`` (± ``jitter_ms``) with a netem leaf under our htb
+    root; the host's other traffic (the controller's included) is not delayed."""
+    jitter = f" {jitter_ms}ms distribution normal" if jitter_ms else ""
+    return _shaping(peers, DELAY_CLASS, "rate 10gbit", f"handle {DELAY_LEAF}: netem delay {ms}ms{jitter}")
 
 
 NFQUEUE_NUM = 7
@@ -133,16 +203,13 @@ def nfqueue_delay(peers: Iterable[str], ms: int, jitter_ms: int = 0) -> tuple[st
     return "; ".join(start), "; ".join(undo)
 
 
-def tbf_bandwidth(kbit: int) -> tuple[str, str]:
-    """(start, undo): limit egress bandwidth of the default interface with a token bucket."""
+def shape_bandwidth(peers: Iterable[str], kbit: int) -> tuple[str, str]:
+    """(start, undo): limit egress to ``peers`` to ``kbit`` kbit/s (an htb class under our root); the host's
+    other traffic (the controller's included) is not limited."""
     if kbit <= 0:
         raise ValueError(f"bandwidth must be positive, not {kbit} kbit/s")
-    iface = default_iface()
     burst = max(kbit // 8, 16)  # about 1/8 s worth of traffic, and at least 16 kbit
-    return (
-        f"tc qdisc replace dev {iface} root tbf rate {kbit}kbit burst {burst}kbit latency 400ms",
-        f"tc qdisc del dev {iface} root 2>/dev/null || true",
-    )
+    return _shaping(peers, BANDWIDTH_CLASS, f"rate {kbit}kbit ceil {kbit}kbit burst {burst}kbit")
 
 
 def signal_unit(unit: str, signal: str) -> str:
@@ -186,3 +253,92 @@ POSTMASTER_PID = "/var/lib/postgresql/*/main/postmaster.pid"
 def kill_postmaster() -> str:
     """SIGKILL PostgreSQL's postmaster (its pid is the first line of postmaster.pid), not its manager."""
     return f"kill -9 $(head -1 {POSTMASTER_PID})"
+
+
+# -- hosts that heal themselves ------------------------------------------------------------------------------
+# Every fault started on a host leaves its undo there as a script, and a transient systemd timer that runs it
+# after a bound: a controller that dies (or loses the host) mid-fault cannot leave the host broken for longer.
+# The normal undo stops the timer and runs the script; `gauntlet heal` runs every script left and removes
+# every other trace of ours. /run is a tmpfs: a rebooted host has neither the faults nor their records.
+STATE_DIR = "/run/gauntlet/faults"
+HEAL_UNIT_PREFIX = "gauntlet-heal-"
+# Printed by arm() when the host has no systemd: the fault runs without a timer (`gauntlet heal` still finds
+# its script).
+NO_TIMER = "gauntlet-no-timer"
+# The exit status of an undo whose fault had already been undone by its timer or by `gauntlet heal`.
+ALREADY_UNDONE = 3
+# Present on a host whose PID 1 is systemd (sd_booted(3)'s own test).
+SYSTEMD_DIR = "/run/systemd/system"
+
+
+def heal_unit(fault_id: str) -> str:
+    """The transient unit (``.timer`` + ``.service``) that heals fault ``fault_id`` on its host."""
+    return f"{HEAL_UNIT_PREFIX}{fault_id}"
+
+
+def undo_script(fault_id: str) -> str:
+    """Where the host keeps the undo of fault ``fault_id`` while it is in force."""
+    return f"{STATE_DIR}/{fault_id}.sh"
+
+
+def arm(fault_id: str, undo: str, bound_s: float) -> str:
+    """Leave ``undo`` on the host as a script that removes itself once it succeeded, and (where the host runs
+    systemd, and ``bound_s`` > 0) a dead-man timer that runs it after ``bound_s`` seconds. Prints
+    :data:`NO_TIMER` when no timer was armed."""
+    script = undo_script(fault_id)
+    body = f"#!/bin/sh\n# undo of gauntlet fault {fault_id}\n{{ {undo}\n}} && rm -f {script}\n"
+    write = f"mkdir -p {STATE_DIR} && printf %s {shlex.quote(body)} > {script} && chmod 0700 {script}"
+    if bound_s <= 0:
+        return f"{write} && echo {NO_TIMER}"
+    timer = shlex.join(
+        [
+            "systemd-run",
+            "--quiet",
+            "--collect",
+            f"--unit={heal_unit(fault_id)}",
+            f"--on-active={max(1, round(bound_s))}s",
+            # A timer's default accuracy is a minute: the heal would come up to 60 s after the bound.
+            "--timer-property=AccuracySec=1s",
+            "/bin/sh",
+            script,
+        ]
+    )
+    return (
+        f"{write} && if [ -d {SYSTEMD_DIR} ] && command -v systemd-run >/dev/null; then {timer}; "
+        f"else echo {NO_TIMER}; fi"
+    )
+
+
+def disarm_and_undo(fault_id: str, bound_s: float) -> str:
+    """Stop the fault's timer and run its undo; exit :data:`ALREADY_UNDONE` naming why when the undo had
+    already run (the fault outlived its bound, or `gauntlet heal` ran): the fault was not held to its end."""
+    script = undo_script(fault_id)
+    why = (
+        f"gauntlet: fault {fault_id} was undone before its end: its dead-man timer fired (bound {bound_s:g} s, "
+        "GAUNTLET_FAULT_BOUND_S) or gauntlet heal ran"
+    )
+    return (
+        f"systemctl stop {heal_unit(fault_id)}.timer 2>/dev/null; "
+        f"if [ -f {script} ]; then /bin/sh {script}; else echo {shlex.quote(why)} >&2; exit {ALREADY_UNDONE}; fi"
+    )
+
+
+def heal_host() -> str:
+    """Remove every fault of ours from a host: stop our dead-man timers, run every undo left (units stopped
+    or paused by us started or continued, rules deleted), stop the delayer, remove our iptables chain and our
+    qdiscs. Exits non-zero, naming it, when an undo failed."""
+    return "; ".join(
+        [
+            "rc=0",
+            f"if [ -d {SYSTEMD_DIR} ]; then systemctl stop '{HEAL_UNIT_PREFIX}*.timer' 2>/dev/null; fi",
+            f'for f in {STATE_DIR}/*.sh; do [ -f "$f" ] || continue; /bin/sh "$f" '
+            '|| { echo "gauntlet heal: the undo $f failed" >&2; rc=1; }; done',
+            f"systemctl stop {DELAYER_UNIT} 2>/dev/null",
+            f"if command -v iptables >/dev/null; then {flush()}; fi",
+            "if command -v tc >/dev/null; then for dev in $(ls /sys/class/net); do "
+            f'if tc qdisc show dev "$dev" root 2>/dev/null | grep -q " {QDISC_HANDLE}: "; then '
+            f'tc qdisc del dev "$dev" root || {{ echo "gauntlet heal: our qdisc on $dev stays" >&2; rc=1; }}; '
+            "fi; done; fi",
+            '[ "$rc" = 0 ]',
+        ]
+    )
