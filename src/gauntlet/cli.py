@@ -4,6 +4,7 @@ gauntlet run --topology default            # Molecule container hosts on this ma
 gauntlet run --inventory inventories/staging   # your hosts, over SSH
 gauntlet report report/                    # rebuild the HTML page from a report directory
 gauntlet clean [--scenario NAME]           # remove the containers and networks an interrupted run left
+gauntlet heal --inventory PATH             # remove every fault of ours from every host of an inventory
 gauntlet --version
 
 Exit status of ``gauntlet run`` (README.md, "The harness"):
@@ -446,6 +447,43 @@ def clean(scenario: str | None) -> None:
         click.echo(line)
     if cleaned.left:
         raise click.ClickException(f"{len(cleaned.left)} thing(s) of ours are left (see above)")
+
+
+@main.command()
+@click.option(
+    "--inventory",
+    type=click.Path(exists=True),
+    envvar="GAUNTLET_INVENTORY",
+    help="The cluster's inventory (default: $GAUNTLET_INVENTORY).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for one host before naming it and going on to the next.",
+)
+def heal(inventory: str | None, timeout: float) -> None:
+    """Remove every fault of ours from every host of an inventory, whoever started it (a run killed
+    mid-fault, a controller that lost its hosts): dead-man timers stopped, every undo the hosts keep run
+    (units we stopped started, processes we paused continued), our iptables chain and qdiscs removed. Exit 0
+    when every host is healed, 1 naming each host that could not be, 2 on bad usage, 4 when the inventory
+    cannot be read."""
+    from gauntlet.cluster import Cluster
+    from gauntlet.errors import GauntletError
+    from gauntlet.nemesis import Nemesis
+
+    if not inventory:
+        raise OneLineUsageError("give --inventory PATH (or set GAUNTLET_INVENTORY)")
+    try:
+        cluster = Cluster.from_inventory(inventory)
+    except GauntletError as exc:
+        raise InventoryUnreadable(f"cannot read the inventory {inventory}: {exc}") from None
+    unhealed = Nemesis(cluster, fault_bound_s=0).heal_hosts(
+        timeout=timeout, say=lambda host, outcome: click.echo(f"{host}: {outcome}")
+    )
+    if unhealed:
+        raise ChecksFailed(f"{len(unhealed)} host(s) not healed: {', '.join(unhealed)}")
 
 
 @main.command()

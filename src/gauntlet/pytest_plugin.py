@@ -175,7 +175,10 @@ def nemesis(cluster: Cluster, history: History) -> Iterator[Nemesis]:
     try:
         yield n
     finally:
-        n.heal()
+        for host, why in n.heal().items():
+            print(
+                f"gauntlet: could not heal {host}: {why} (gauntlet heal --inventory INV removes what is left)"
+            )
 
 
 @pytest.hookimpl(wrapper=True)
