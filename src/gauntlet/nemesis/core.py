@@ -126,8 +126,10 @@ class Nemesis:
 
         def start() -> None:
             for h, start_cmd, undo_cmd in plans:
-                out = self.cluster.run(h, commands.arm(fault_id, undo_cmd, bound), check=True)
-                armed.append(h)
+                armed.append(h)  # before the command: a start that fails half-way is undone here too
+                # One round trip: the timer is armed, then the fault starts (only if the arming worked).
+                both = f"{commands.arm(fault_id, undo_cmd, bound)} && {{ {start_cmd}\n}}"
+                out = self.cluster.run(h, both, check=True)
                 if commands.NO_TIMER in (out.stdout or "") and bound > 0 and h.name not in self._untimed:
                     self._untimed.add(h.name)
                     log.warning(
@@ -135,7 +137,6 @@ class Nemesis:
                         "them)",
                         h.name,
                     )
-                self._sh(h, start_cmd)
 
         def undo() -> None:
             errors = []
