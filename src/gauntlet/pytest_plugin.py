@@ -32,6 +32,7 @@ MARKER_GROUPS: dict[str, tuple[str, ...]] = {
     "etcd": ("etcd",),
     "patroni": ("postgres",),
     "haproxy": ("haproxy", "postgres"),
+    "pgbouncer": ("haproxy", "postgres"),
     "redis": ("redis",),
     "coherence": ("redis",),
     "custom": ("custom_server",),

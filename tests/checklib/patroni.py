@@ -24,6 +24,20 @@ from gauntlet.history import History, Op
 from gauntlet.nemesis import catalogue
 
 PATRONICTL = "patronictl -c /etc/patroni/config.yml"
+# The unit the kill and pause faults act on: Patroni, with PostgreSQL as its child.
+SERVICE = "patroni"
+# SELECT 1 queries per route in the performance table's latency rows.
+SELECT1_QUERIES = 500
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """The limits of each member's PgBouncer (roles/pgbouncer/defaults/main.yml, or the inventory's)."""
+
+    default_pool_size: int
+    max_db_connections: int
+    max_client_conn: int
+    query_wait_timeout: int
 
 
 # Each relation of the application database's public schema as "<rows>:<md5 of its rows in text form,
@@ -79,6 +93,17 @@ class PatroniCluster:
         self.superuser = str(v("patroni_superuser_username"))
         self.superuser_password = secret("patroni_superuser_password")
 
+    @property
+    def pool_limits(self) -> PoolLimits:
+        """The PgBouncer role's pool limits as the members' inventory sets them (else the role defaults)."""
+        v = lambda name: int(self.cluster.setting(name, "postgres"))  # noqa: E731
+        return PoolLimits(
+            default_pool_size=v("pgbouncer_default_pool_size"),
+            max_db_connections=v("pgbouncer_max_db_connections"),
+            max_client_conn=v("pgbouncer_max_client_conn"),
+            query_wait_timeout=v("pgbouncer_query_wait_timeout"),
+        )
+
     # -- endpoints ------------------------------------------------------------------------------------------
     def member_endpoint(self, name: str, **changes: Any) -> Endpoint:
         """The application user's endpoint on one member, verified by the member's name."""
@@ -91,13 +116,54 @@ class PatroniCluster:
         """The first HAProxy host."""
         return self.cluster.group("haproxy")[0]
 
-    def lb_endpoint(self, port: str = "rw", **changes: Any) -> Endpoint:
+    def lb_endpoint(self, port: str = "rw", pooled: bool = False, **changes: Any) -> Endpoint:
         """HAProxy's read-write (5000) or read-only (5001) port, verified by the load balancer's name (the
-        members' certificates carry it: TLS passes through HAProxy untouched)."""
+        members' certificates carry it: TLS passes through HAProxy untouched). ``pooled``: its pooled port
+        instead (5002 or 5003, to the members' PgBouncers, which present the same certificates), with
+        psycopg's server-side prepared statements off (transaction pooling cannot keep them)."""
         lb = self.lb
-        p = int(lb.setting("haproxy_primary_port" if port == "rw" else "haproxy_replica_port"))
-        ep = Endpoint(lb.name, lb.address, p, self.app_user, self.app_password, self.app_db, self.ca)
+        if not pooled:
+            p = int(lb.setting("haproxy_primary_port" if port == "rw" else "haproxy_replica_port"))
+            ep = Endpoint(lb.name, lb.address, p, self.app_user, self.app_password, self.app_db, self.ca)
+            return ep.with_(**changes) if changes else ep
+        assert lb.setting("haproxy_pooled_listeners"), (
+            f"HAProxy on {lb.name} has no pooled ports: set haproxy_pooled_listeners: true for group haproxy "
+            "(the default topology and inventories/staging do)"
+        )
+        p = int(lb.setting("haproxy_pooled_primary_port" if port == "rw" else "haproxy_pooled_replica_port"))
+        ep = Endpoint(
+            lb.name,
+            lb.address,
+            p,
+            self.app_user,
+            self.app_password,
+            self.app_db,
+            self.ca,
+            prepare_threshold=None,
+        )
         return ep.with_(**changes) if changes else ep
+
+    def pooler_endpoint(self, name: str, **changes: Any) -> Endpoint:
+        """The application user's endpoint at one member's own PgBouncer (not through HAProxy), verified by
+        the member's name."""
+        h = self.by_name[name]
+        ep = Endpoint(
+            name,
+            h.address,
+            int(h.setting("pgbouncer_port")),
+            str(h.setting("pgbouncer_app_user")),
+            self.app_password,
+            str(h.setting("pgbouncer_database")),
+            self.ca,
+            prepare_threshold=None,
+        )
+        return ep.with_(**changes) if changes else ep
+
+    def superuser_endpoint(self, name: str) -> Endpoint:
+        """The superuser's endpoint on one member's PostgreSQL itself (database postgres), for observing it."""
+        return self.member_endpoint(
+            name, user=self.superuser, password=self.superuser_password, dbname="postgres"
+        )
 
     # -- state ----------------------------------------------------------------------------------------------
     def members_state(self, exclude: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
@@ -369,19 +435,21 @@ def run_fault(
     expect_new_leader: bool = True,
     during: Callable[[str], None] | None = None,
     claim_overlap_s: float = 0.0,
+    endpoints: tuple[Endpoint, Endpoint] | None = None,
 ) -> FaultRun:
     """Under write load through HAProxy, apply ``fault(leader)`` (recorded in the history as
     ``record_name``, default ``name``): wait for a new leader (unless
     ``expect_new_leader`` is false) and for writes to resume, hold ``hold`` s more, heal, wait for the
     cluster to be whole again, then judge the history: RTO, acknowledged writes lost, split brain (two
     leader claims at once; windows of at most ``claim_overlap_s`` are tolerated and reported), and every
-    member's data against the new leader's."""
+    member's data against the new leader's. ``endpoints``: the (read-write, read-only) endpoints the writers
+    and readers use, default HAProxy's direct ports; the final read that judges the writes always goes
+    through the direct read-write port."""
     old = pg.wait_healthy()
     started_ns = time.monotonic_ns()
     sampler = pg.sampler().start()
-    workload = PostgresWorkload(
-        history, pg.lb_endpoint("rw"), pg.lb_endpoint("ro"), writers=writers, readers=1
-    )
+    rw, ro = endpoints or (pg.lb_endpoint("rw"), pg.lb_endpoint("ro"))
+    workload = PostgresWorkload(history, rw, ro, writers=writers, readers=1)
     new = old
     try:
         with workload:
@@ -444,6 +512,29 @@ def outage(history: History, t_start: int, t_end: int) -> float | None:
     return max(gaps, default=0.0)
 
 
+def assert_invariants(pg: PatroniCluster, run: FaultRun, lossless: bool = True) -> None:
+    """What every fault must leave true."""
+    assert run.probes > 0, "the split-brain sampler never got an answer"
+    assert run.split_brain == [], f"two members claimed the leader lock at once: {run.split_brain[:5]}"
+    if lossless:
+        assert run.lost == [], f"{len(run.lost)} acknowledged writes lost: {run.lost[:20]}"
+    assert run.rto is not None, "writes never resumed after the fault"
+    assert run.rejoined, f"the old leader {run.old_leader} did not come back as a streaming replica"
+    assert not run.differences, f"members' data differ from the leader {run.new_leader}'s: {run.differences}"
+
+
+def postgres_gone(pg: PatroniCluster, host: str) -> None:
+    """Killing the patroni unit must take PostgreSQL with it (no orphan primary left running)."""
+    h = pg.by_name[host]
+    wait_for(
+        lambda: not h.run("pgrep -u postgres -x postgres").stdout.strip(),
+        10,
+        0.2,
+        f"PostgreSQL gone on {host}",
+    )
+    assert not h.run("pgrep -u postgres -f /usr/bin/patroni").stdout.strip(), f"Patroni still runs on {host}"
+
+
 def record_run(bench: Bench, run: FaultRun, mode: str) -> None:
     """Bench lines of one fault run."""
     if run.rto is not None:
@@ -455,3 +546,9 @@ def record_run(bench: Bench, run: FaultRun, mode: str) -> None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]

@@ -37,7 +37,7 @@ def test_groups_hosts_and_connections(tmp_path):
     assert c["etcd1"].connection == "podman" and c["etcd2"].connection == "podman"
     assert c["pg1"].connection == "ssh"
     assert c["pg1"].address == "192.0.2.10"  # SSH hosts: ansible_host, never asked over the network
-    assert c["etcd1"].services == ["etcd"] and c["pg1"].services == ["patroni"]
+    assert c["etcd1"].services == ["etcd"] and c["pg1"].services == ["patroni", "pgbouncer"]
 
 
 def test_group_vars_are_rendered_like_ansible_does(tmp_path):

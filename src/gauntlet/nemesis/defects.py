@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gauntlet.cluster import Cluster
-from gauntlet.nemesis.plants import access, clients, custom, patroni
+from gauntlet.nemesis.plants import access, clients, custom, patroni, pgbouncer
 
 #: Set by the prover in the check's environment: the defect whose ``patch`` the pytest plugin applies.
 PLANTED_ENV = "GAUNTLET_PLANTED_DEFECT"
@@ -122,6 +122,17 @@ DEFECTS: dict[str, Defect] = {
             ("postgres",),
             plant=patroni.change_a_replica_row,
             undo=patroni.reinit_promoted_replica,
+        ),
+        Defect(
+            "pgbouncer_pool_unbounded",
+            "the leader's PgBouncer with default_pool_size and max_db_connections of 300: its pool takes as many "
+            "server connections as its clients ask for",
+            f"{_PATRONI}/test_pgbouncer.py::"
+            "test_concurrent_clients_share_a_pool_bounded_by_max_db_connections",
+            r"server connections to \S+, more than max_db_connections",
+            ("postgres", "haproxy"),
+            plant=pgbouncer.pool_unbounded,
+            undo=pgbouncer.pool_bounded_again,
         ),
         Defect(
             "redis_no_wait",

@@ -10,35 +10,20 @@ from contextlib import AbstractContextManager
 
 import pytest
 
-from checklib.patroni import FaultRun, PatroniCluster, record_run, resumed_claim_bound, run_fault
-from gauntlet.bench import Bench, wait_for
+from checklib.patroni import (
+    SERVICE,
+    PatroniCluster,
+    assert_invariants,
+    postgres_gone,
+    record_run,
+    resumed_claim_bound,
+    run_fault,
+)
+from gauntlet.bench import Bench
 from gauntlet.history import History
 from gauntlet.nemesis import Nemesis, catalogue
 
 pytestmark = [pytest.mark.patroni, pytest.mark.haproxy]
-
-
-def assert_invariants(pg: PatroniCluster, run: FaultRun, lossless: bool = True) -> None:
-    """What every fault must leave true."""
-    assert run.probes > 0, "the split-brain sampler never got an answer"
-    assert run.split_brain == [], f"two members claimed the leader lock at once: {run.split_brain[:5]}"
-    if lossless:
-        assert run.lost == [], f"{len(run.lost)} acknowledged writes lost: {run.lost[:20]}"
-    assert run.rto is not None, "writes never resumed after the fault"
-    assert run.rejoined, f"the old leader {run.old_leader} did not come back as a streaming replica"
-    assert not run.differences, f"members' data differ from the leader {run.new_leader}'s: {run.differences}"
-
-
-def _postgres_gone(pg: PatroniCluster, host: str) -> None:
-    """Killing the patroni unit must take PostgreSQL with it (no orphan primary left running)."""
-    h = pg.by_name[host]
-    wait_for(
-        lambda: not h.run("pgrep -u postgres -x postgres").stdout.strip(),
-        10,
-        0.2,
-        f"PostgreSQL gone on {host}",
-    )
-    assert not h.run("pgrep -u postgres -f /usr/bin/patroni").stdout.strip(), f"Patroni still runs on {host}"
 
 
 # Each fault runs this many times here (default 1); the randomized schedule faults the leader once more with
@@ -46,9 +31,8 @@ def _postgres_gone(pg: PatroniCluster, host: str) -> None:
 REPEATS = max(1, int(os.environ.get("GAUNTLET_PATRONI_REPEATS", "1")))
 
 # The faults that take the leader out (down, frozen, cut off), from the catalogue; kill and pause act on the
-# patroni unit (PostgreSQL is its child: it goes down, or freezes, with it).
+# patroni unit (SERVICE: PostgreSQL is its child, it goes down, or freezes, with it).
 FAILOVER_FAULTS = catalogue.names(outage=True)
-SERVICE = "patroni"
 
 
 @pytest.mark.parametrize("repeat", range(1, REPEATS + 1), ids=lambda r: f"run{r}")
@@ -76,7 +60,7 @@ def test_failover_under_fault_loses_no_acknowledged_write(
         fault,
         lambda leader: f.apply(nemesis, leader, service=SERVICE),
         record_name=f.recorded_as,
-        during=(lambda leader: _postgres_gone(pg, leader)) if fault == "kill" else None,
+        during=(lambda leader: postgres_gone(pg, leader)) if fault == "kill" else None,
         claim_overlap_s=resumed_claim_bound(pg, fault),
     )
     record_run(bench, run, "sync")

@@ -13,19 +13,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from checklib.patroni import PatroniCluster
+from checklib.patroni import SELECT1_QUERIES, PatroniCluster, percentile
 from gauntlet.bench import Bench, wait_for
 
 pytestmark = [pytest.mark.patroni, pytest.mark.haproxy]
 
-QUERIES = 500
+QUERIES = SELECT1_QUERIES
 BULK_ROWS = 1000
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of ``values``, nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 def test_simple_queries_answer_through_haproxy_and_on_the_leader(pg: PatroniCluster, bench: Bench) -> None:

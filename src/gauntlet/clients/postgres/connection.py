@@ -37,6 +37,10 @@ class Endpoint:
     sslmode: str = "verify-full"
     connect_timeout: int = 3
     application_name: str = "gauntlet"
+    # psycopg prepares a statement on the server after this many executions (its default, 5); None never.
+    # Through PgBouncer's transaction pooling it must be None: a client's next transaction may run on another
+    # server connection, which lacks (or already has) the prepared statement.
+    prepare_threshold: int | None = 5
 
     def conninfo(self, **override: Any) -> dict[str, Any]:
         """Keyword arguments for :func:`psycopg.connect`."""
@@ -67,7 +71,9 @@ class Endpoint:
 
     def connect(self, autocommit: bool = True, **override: Any) -> psycopg.Connection[Any]:
         """Open a connection (TLS verified as configured)."""
-        return psycopg.connect(autocommit=autocommit, **self.conninfo(**override))
+        return psycopg.connect(
+            autocommit=autocommit, prepare_threshold=self.prepare_threshold, **self.conninfo(**override)
+        )
 
 
 def short(exc: BaseException) -> str:

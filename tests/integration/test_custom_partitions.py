@@ -1,0 +1,124 @@
+"""Partition shapes on the custom server, as Jepsen names them (gauntlet.nemesis.grudge), with quorum-aware
+verdicts (gauntlet.nemesis.quorum): under a majority/minority split with the leader on the minority side,
+the majority side elects a leader and acknowledges writes while every member of the minority refuses or
+answers unknown and never acknowledges; ring and bridge (five members or more) must stay safe. Every shape:
+at most one leader per term, every history linearizable, and after heal every member applies the same log.
+BENCH per shape: seconds to an acknowledged write again (for the split: to a majority leader), writes the
+minority refused."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from checklib.custom import (
+    Workload,
+    assert_linearizable,
+    client,
+    fresh_keys,
+    leader,
+    new_leader,
+    put_until_ok,
+    term_leaders,
+)
+from gauntlet.bench import Bench, wait_for
+from gauntlet.checkers.availability import recovery_time
+from gauntlet.clients.base import Fail, Info
+from gauntlet.clients.declared import DeclaredClient
+from gauntlet.cluster import Cluster
+from gauntlet.history import History
+from gauntlet.nemesis import Nemesis, grudge
+from gauntlet.nemesis.quorum import majority_side
+
+pytestmark = [pytest.mark.custom, pytest.mark.usefixtures("reference_server")]
+
+ELECTION_BOUND_S = 15.0
+# Writes each minority member is asked to take while cut off (each must be refused or left unknown).
+MINORITY_ATTEMPTS = 5
+# The smallest cluster each shape means anything on: a ring of 3 cuts nothing, a bridge of 3 is a split.
+NEEDS = {"majority": 3, "ring": 5, "bridge": 5}
+
+
+@pytest.fixture(scope="module")
+def admin(cluster: Cluster) -> DeclaredClient:
+    kv = client(cluster)
+    kv.wait_for_ready(90)
+    return kv
+
+
+@pytest.mark.parametrize("shape", list(NEEDS))
+def test_partition_shape_keeps_quorum_promises(
+    shape: str, cluster: Cluster, admin: DeclaredClient, history: History, nemesis: Nemesis, bench: Bench
+) -> None:
+    """Under the shape: only a side holding a majority acknowledges writes (split: the minority refuses or
+    answers unknown, never acknowledges); one leader per term; linearizable; one log after heal."""
+    members = sorted(m.name for m in admin.members)
+    if len(members) < NEEDS[shape]:
+        pytest.skip(f"{shape} needs {NEEDS[shape]} members; the inventory has {len(members)}")
+    old = leader(cluster, admin).name
+    if shape == "majority":  # the hard case: the leader on the minority side
+        others = [m for m in members if m != old]
+        cut, big, small = grudge.split(members, minority=[old, *others[: (len(members) - 1) // 2 - 1]])
+    elif shape == "ring":
+        cut, big, small = grudge.ring(members), members, []
+    else:
+        cut, _middle = grudge.bridge(members)
+        big, small = members, []
+    serves = majority_side(members, [], cut)
+    work = Workload(cluster, history, fresh_keys(f"shape-{shape}", 4)).start()
+    accepted_by_minority: list[str] = []
+    refused = unknown = 0
+    samples: list[dict] = []
+    try:
+        work.wait_ops(20, 30)
+        with nemesis.partition_grudge(cut, f"partition_{shape}", majority=big, minority=small):
+            fault = history.faults()[-1]
+            if small:
+                elected = new_leader(admin, big, old, ELECTION_BOUND_S)
+                bench.record(
+                    "partition_majority_leader_seconds",
+                    round((time.monotonic_ns() - fault.time) / 1e9, 2),
+                    "s",
+                    shape=shape,
+                    members=len(members),
+                    leader=elected,
+                )
+                writer = client(cluster, history).for_process("majority-side")
+                for m in big:
+                    put_until_ok(writer, fresh_keys(f"shape-{shape}-maj")[0], f"by-{m}", member=m)
+                refuser = client(cluster, history, retry_for=0).for_process("minority-side")
+                for m in small:
+                    assert not serves[m], f"quorum knowledge says minority member {m} serves"
+                    for n in range(MINORITY_ATTEMPTS):
+                        try:
+                            refuser.put(fresh_keys("shape-minority")[0], f"minority-{m}-{n}", member=m)
+                            accepted_by_minority.append(f"{m}:{n}")
+                        except Fail:
+                            refused += 1
+                        except Info:
+                            unknown += 1
+            wait_for(
+                lambda: recovery_time(history, fault) is not None, ELECTION_BOUND_S + 15, 0.2, "writes again"
+            )
+            resumed = recovery_time(history, fault)
+            samples += [admin.status(m) for m in members]
+        admin.wait_for_ready(60)
+        samples += [admin.status(m) for m in members]
+    finally:
+        counts = work.stop()
+    bench.record("partition_writes_resumed_seconds", round(resumed or -1, 2), "s", shape=shape)
+    if small:
+        bench.record("partition_minority_writes_refused", refused, "writes", shape=shape, unknown=unknown)
+    print(f"{shape}: grudge {sorted(cut)}, ops {counts}, minority refused {refused}, unknown {unknown}")
+    assert accepted_by_minority == [], f"the minority side acknowledged writes: {accepted_by_minority}"
+    assert not small or refused + unknown == MINORITY_ATTEMPTS * len(small)
+    wait_for(
+        lambda: len({admin.status(m)["last_applied"] for m in members}) == 1,
+        30,
+        0.2,
+        "every member applying the same log",
+    )
+    split = {t: ls for t, ls in term_leaders(samples).items() if len(ls) > 1}
+    assert split == {}, f"two leaders in one term: {split}"
+    assert_linearizable(history)
