@@ -4,7 +4,8 @@ the majority side elects a leader and acknowledges writes while every member of 
 answers unknown and never acknowledges; ring and bridge (five members or more) must stay safe. Every shape:
 at most one leader per term, every history linearizable, and after heal every member applies the same log.
 BENCH per shape: seconds to an acknowledged write again (for the split: to a majority leader), writes the
-minority refused."""
+minority refused. And lossy or narrow links: 20 % packet loss on a follower, a bandwidth limit on the
+leader (shaping only cluster traffic)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ from gauntlet.bench import Bench, wait_for
 from gauntlet.checkers.availability import recovery_time
 from gauntlet.clients.base import Fail, Info
 from gauntlet.clients.declared import DeclaredClient
-from gauntlet.cluster import Cluster
+from gauntlet.cluster import Cluster, Host
 from gauntlet.history import History
 from gauntlet.nemesis import Nemesis, grudge
+from gauntlet.nemesis.commands import BANDWIDTH_CLASS, QDISC_HANDLE
 from gauntlet.nemesis.quorum import majority_side
 
 pytestmark = [pytest.mark.custom, pytest.mark.usefixtures("reference_server")]
@@ -121,4 +123,44 @@ def test_partition_shape_keeps_quorum_promises(
     )
     split = {t: ls for t, ls in term_leaders(samples).items() if len(ls) > 1}
     assert split == {}, f"two leaders in one term: {split}"
+    assert_linearizable(history)
+
+
+def shaped_bytes(host: Host, peer: Host) -> int:
+    """Bytes our bandwidth class on ``host`` has sent (on the device that reaches ``peer``): more than 0 when
+    its filters matched the cluster's traffic."""
+    dev = f"$(ip -o route get {peer.address} | awk '{{for (i = 1; i < NF; i++) if ($i == \"dev\") print $(i + 1)}}')"
+    out = host.run(
+        f"tc -s class show dev {dev} classid {QDISC_HANDLE}:{BANDWIDTH_CLASS[1]}", timeout=20
+    ).stdout
+    sent = [line.split()[1] for line in out.splitlines() if line.strip().startswith("Sent ")]
+    return int(sent[0]) if sent else 0
+
+
+@pytest.mark.parametrize("fault", ["loss", "bandwidth"])
+def test_lossy_or_narrow_links_keep_the_cluster_serving_and_safe(
+    fault: str, cluster: Cluster, admin: DeclaredClient, history: History, nemesis: Nemesis, bench: Bench
+) -> None:
+    """20 % of the packets between a follower and its peers dropped, or the leader's egress to its peers
+    held to 256 kbit/s (only cluster traffic: the check's own client is not shaped): the cluster keeps
+    acknowledging operations and every history stays linearizable."""
+    lead = leader(cluster, admin)
+    follower = next(h for h in cluster.group("custom_server") if h.name != lead.name)
+    target = follower if fault == "loss" else lead
+    work = Workload(cluster, history, fresh_keys(f"net-{fault}", 4)).start()
+    try:
+        work.wait_ops(20, 30)
+        t0 = time.monotonic()
+        with nemesis.loss(target, 20) if fault == "loss" else nemesis.bandwidth(target, 256):
+            work.wait_ops(50, 60, f"operations with {fault} on {target.name}")
+            held_s = time.monotonic() - t0
+            if fault == "bandwidth":
+                peer = next(h for h in cluster.group("custom_server") if h.name != target.name)
+                assert shaped_bytes(target, peer) > 0, (
+                    f"our bandwidth class on {target.name} shaped no traffic"
+                )
+    finally:
+        counts = work.stop()
+    bench.record(f"raftkv_50_ops_under_{fault}_seconds", round(held_s, 2), "s", host=target.name)
+    print(f"{fault} on {target.name}: 50 ops in {held_s:.1f}s, ops {counts}")
     assert_linearizable(history)
