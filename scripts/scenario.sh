@@ -43,6 +43,7 @@ t_all=$(date +%s)
 phase() {  # phase NAME CMD... : run, time, and stop the run at the first failure
   local p=$1 t rc; shift
   echo "==> [$name] $p"
+  echo "$p" > "$report/current-phase"  # scripts/scenarios.sh starts the short topologies at verify
   t=$(date +%s)
   "$@"; rc=$?
   echo "BENCH molecule_${p}_${name}_seconds=$(( $(date +%s) - t )) s"
