@@ -57,7 +57,7 @@ def test_partition_shape_keeps_quorum_promises(
     answers unknown, never acknowledges); one leader per term; linearizable; one log after heal."""
     members = sorted(m.name for m in admin.members)
     if len(members) < NEEDS[shape]:
-        pytest.skip(f"{shape} needs {NEEDS[shape]} members; the inventory has {len(members)}")
+        pytest.skip(f"inventory has {len(members)} members: a {shape} partition needs {NEEDS[shape]}")
     old = leader(cluster, admin).name
     if shape == "majority":  # the hard case: the leader on the minority side
         others = [m for m in members if m != old]
