@@ -105,7 +105,7 @@ def test_strict_mode_acknowledges_nothing_without_a_replica_and_resumes_when_one
             round(float(result["ok"]) - started, 1),  # type: ignore[arg-type]
             "s",
         )
-        assert pg.psql(leader, f"SELECT count(*) FROM gauntlet_writes WHERE id = {row}") == "1"
+        assert pg.psql(leader, f"SELECT count(*) FROM gauntlet_writes WHERE id = {row}", db=pg.app_db) == "1"
     finally:
         set_strict(pg, False)
         pg.wait_healthy(timeout=120)
