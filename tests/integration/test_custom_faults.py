@@ -26,7 +26,7 @@ from checklib.custom import (
     unit,
 )
 from gauntlet.bench import wait_for
-from gauntlet.checkers import linearizable
+from gauntlet.checkers import linearizable, same_data
 from gauntlet.checkers.availability import recovery_time
 from gauntlet.clients.base import ClientError, Fail, Info
 from gauntlet.clients.declared import DeclaredClient
@@ -50,10 +50,20 @@ def admin(cluster: Cluster) -> DeclaredClient:
 
 @pytest.fixture(autouse=True)
 def cluster_ready_again(admin: DeclaredClient):
-    """Every check starts, and leaves, a healthy cluster with one agreed leader."""
+    """Every check starts, and leaves, a healthy cluster with one agreed leader; after it, once every member
+    applied the same log, every member's own full listing is the same (the first differing keys named)."""
     admin.wait_for_ready(60)
     yield
     admin.wait_for_ready(90)
+    names = [m.name for m in admin.members]
+    wait_for(
+        lambda: len({admin.status(n)["last_applied"] for n in names}) == 1,
+        30,
+        0.2,
+        "every member applying one log",
+    )
+    verdict = same_data({n: admin.listing(n, retry_for=5.0) for n in names})
+    assert verdict, f"members' data differ after the check: {verdict.explanation}"
 
 
 def test_kill_leader_reelects_within_bound_and_writes_resume(

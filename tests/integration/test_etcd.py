@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from gauntlet.bench import Bench, wait_for
-from gauntlet.checkers import lost_acknowledged_writes, single_leader
+from gauntlet.checkers import lost_acknowledged_writes, same_data, single_leader
 from gauntlet.checkers.availability import recovery_time
 from gauntlet.checkers.leaders import LeaderSample
 from gauntlet.clients.base import ClientError, WorkloadRunner
@@ -76,6 +76,26 @@ def leader(etcd: EtcdClient) -> str:
     return wait_for(
         lambda: etcd.agreed_leader(timeout=2), SETTLE_S, 0.3, "all etcd members agreeing on one leader"
     )
+
+
+@pytest.fixture(autouse=True)
+def same_data_after(etcd: EtcdClient) -> Iterator[None]:
+    """After every check (faults healed): every member's own full listing at one revision is the same; a
+    difference fails naming the first differing keys."""
+    yield
+    members = sorted(etcd.members)
+    leader = wait_for(
+        lambda: etcd.agreed_leader(timeout=2), SETTLE_S, 0.3, "all etcd members agreeing on one leader"
+    )
+    revision = etcd.revision(leader)
+    listings = {
+        m: wait_for(
+            lambda m=m: etcd.listing_at(m, revision) or {"": ""}, SETTLE_S, 0.3, f"{m} at revision {revision}"
+        )
+        for m in members
+    }
+    verdict = same_data({m: {k: v for k, v in kv.items() if k} for m, kv in listings.items()})
+    assert verdict, f"etcd members differ at revision {revision}: {verdict.explanation}"
 
 
 def _key(name: str) -> str:

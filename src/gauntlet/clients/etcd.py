@@ -178,6 +178,22 @@ class EtcdClient:
         )
         return {_unb64(kv["key"]): _unb64(kv.get("value", "")) for kv in doc.get("kvs") or []}
 
+    def revision(self, member: str) -> int:
+        """The store's current revision as ``member`` answers it (a linearizable read through the leader)."""
+        doc = self.call(member, "kv/range", {"key": _b64("\0"), "limit": 1, "count_only": True})
+        return int(doc.get("header", {}).get("revision", 0))
+
+    def listing_at(self, member: str, revision: int) -> dict[str, str]:
+        """Every key and value ``member`` holds in its own copy (serializable) at ``revision``: compared across
+        members, equal listings at one revision mean the same data. Fails while ``member`` has not applied
+        ``revision`` yet (etcd: "required revision is a future revision")."""
+        doc = self.call(
+            member,
+            "kv/range",
+            {"key": _b64("\0"), "range_end": _b64("\0"), "revision": revision, "serializable": True},
+        )
+        return {_unb64(kv["key"]): _unb64(kv.get("value", "")) for kv in doc.get("kvs") or []}
+
     # -- cluster ---------------------------------------------------------------------------------------------
     def status(self, member: str, timeout: float | None = None) -> Status:
         """The member's own view: its id, the leader it follows, raft term and index."""
