@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from checklib.custom import client
 from checklib.redis import CacheEnv
+from gauntlet.clients.declared import DeclaredClient
 from gauntlet.cluster import Cluster
 
 
@@ -36,3 +38,11 @@ def reference_server(cluster: Cluster) -> None:
             f"inventory {cluster.source}: its custom server is {name}, not raftkv (these checks read the "
             "reference server's own /cluster fields)"
         )
+
+
+@pytest.fixture(scope="module")
+def admin(cluster: Cluster) -> DeclaredClient:
+    """The custom server's unrecorded client for cluster state (/cluster, /health); waits until it serves."""
+    kv = client(cluster)
+    kv.wait_for_ready(90)
+    return kv

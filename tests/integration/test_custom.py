@@ -30,14 +30,6 @@ from gauntlet.history import History
 pytestmark = [pytest.mark.custom, pytest.mark.usefixtures("reference_server")]
 
 
-@pytest.fixture(scope="module")
-def admin(cluster: Cluster) -> DeclaredClient:
-    """An unrecorded client for cluster state (/cluster, /health); waits until the cluster serves."""
-    kv = client(cluster)
-    kv.wait_for_ready(90)
-    return kv
-
-
 def test_cluster_forms_with_one_leader(cluster: Cluster, admin: DeclaredClient) -> None:
     members = [h.name for h in cluster.group(GROUP)]
     first = leader(cluster, admin)

@@ -41,13 +41,6 @@ ELECTION_BOUND_S = 10.0
 RECOVERY_BOUND_S = 15.0
 
 
-@pytest.fixture(scope="module")
-def admin(cluster: Cluster) -> DeclaredClient:
-    kv = client(cluster)
-    kv.wait_for_ready(90)
-    return kv
-
-
 @pytest.fixture(autouse=True)
 def cluster_ready_again(admin: DeclaredClient):
     """Every check starts, and leaves, a healthy cluster with one agreed leader; after it, once every member

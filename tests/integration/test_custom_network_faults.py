@@ -42,13 +42,6 @@ MINORITY_ATTEMPTS = 5
 NEEDS = {"majority": 3, "ring": 5, "bridge": 5}
 
 
-@pytest.fixture(scope="module")
-def admin(cluster: Cluster) -> DeclaredClient:
-    kv = client(cluster)
-    kv.wait_for_ready(90)
-    return kv
-
-
 @pytest.mark.parametrize("shape", list(NEEDS))
 def test_partition_shape_keeps_quorum_promises(
     shape: str, cluster: Cluster, admin: DeclaredClient, history: History, nemesis: Nemesis, bench: Bench
