@@ -502,6 +502,19 @@ def run_fault(
     )
 
 
+def run_leader_kill(pg: PatroniCluster, history: History, nemesis: Any, **options: Any) -> FaultRun:
+    """:func:`run_fault` with the catalogue's ``kill`` of Patroni (and so PostgreSQL) on the leader."""
+    kill = catalogue.get("kill")
+    return run_fault(
+        pg,
+        history,
+        kill.name,
+        lambda leader: kill.apply(nemesis, leader, service=SERVICE),
+        record_name=kill.recorded_as,
+        **options,
+    )
+
+
 def outage(history: History, t_start: int, t_end: int) -> float | None:
     """The RTO clients saw for a fault: the longest gap between two acknowledged writes that overlaps the
     fault's span [t_start, t_end] (monotonic ns). ``None`` when no write was acknowledged after t_start."""

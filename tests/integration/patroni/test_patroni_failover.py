@@ -18,6 +18,7 @@ from checklib.patroni import (
     record_run,
     resumed_claim_bound,
     run_fault,
+    run_leader_kill,
 )
 from gauntlet.bench import Bench
 from gauntlet.history import History
@@ -135,15 +136,7 @@ def test_async_mode_failover_reports_loss(
     was_sync = pg.synchronous_mode
     pg.set_synchronous_mode(False)
     try:
-        kill = catalogue.get("kill")
-        run = run_fault(
-            pg,
-            history,
-            kill.name,
-            lambda leader: kill.apply(nemesis, leader, service=SERVICE),
-            record_name=kill.recorded_as,
-            writers=4,
-        )
+        run = run_leader_kill(pg, history, nemesis, writers=4)
     finally:
         pg.set_synchronous_mode(was_sync)
         pg.wait_healthy()

@@ -15,12 +15,11 @@ import pytest
 
 from checklib.patroni import (
     SELECT1_QUERIES,
-    SERVICE,
     PatroniCluster,
     assert_invariants,
     percentile,
     postgres_gone,
-    run_fault,
+    run_leader_kill,
 )
 from checklib.pgbouncer import (
     ServerConnectionSampler,
@@ -30,7 +29,7 @@ from checklib.pgbouncer import (
 )
 from gauntlet.bench import Bench, wait_for
 from gauntlet.history import History
-from gauntlet.nemesis import Nemesis, catalogue
+from gauntlet.nemesis import Nemesis
 
 pytestmark = [pytest.mark.pgbouncer]
 
@@ -113,13 +112,10 @@ def test_failover_through_pgbouncer_loses_no_acknowledged_write(
         pytest.skip(
             "inventory sets patroni_synchronous_mode false: zero loss is only promised in synchronous mode"
         )
-    kill = catalogue.get("kill")
-    run = run_fault(
+    run = run_leader_kill(
         pg,
         history,
-        kill.name,
-        lambda leader: kill.apply(nemesis, leader, service=SERVICE),
-        record_name=kill.recorded_as,
+        nemesis,
         during=lambda leader: postgres_gone(pg, leader),
         endpoints=(pg.lb_endpoint("rw", pooled=True), pg.lb_endpoint("ro", pooled=True)),
     )
