@@ -10,6 +10,7 @@ leader (shaping only cluster traffic)."""
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, ExitStack
 
 import pytest
 
@@ -22,6 +23,7 @@ from checklib.custom import (
     new_leader,
     put_until_ok,
     term_leaders,
+    unit,
 )
 from gauntlet.bench import Bench, wait_for
 from gauntlet.checkers.availability import recovery_time
@@ -31,7 +33,7 @@ from gauntlet.cluster import Cluster, Host
 from gauntlet.history import History
 from gauntlet.nemesis import Nemesis, grudge
 from gauntlet.nemesis.commands import BANDWIDTH_CLASS, QDISC_HANDLE
-from gauntlet.nemesis.quorum import majority_side
+from gauntlet.nemesis.quorum import Held, Schedule, Step, majority_side
 
 pytestmark = [pytest.mark.custom, pytest.mark.usefixtures("reference_server")]
 
@@ -156,4 +158,107 @@ def test_lossy_or_narrow_links_keep_the_cluster_serving_and_safe(
         counts = work.stop()
     bench.record(f"raftkv_50_ops_under_{fault}_seconds", round(held_s, 2), "s", host=target.name)
     print(f"{fault} on {target.name}: 50 ops in {held_s:.1f}s, ops {counts}")
+    assert_linearizable(history)
+
+
+# Writes each refusing member is asked to take at one step of the overlapping schedule (each waits up to the
+# server's commit timeout before it answers unknown, so few are enough to show it never acknowledges).
+REFUSAL_ATTEMPTS = 2
+
+
+def test_overlapping_faults_acknowledge_only_where_a_connected_majority_lives(
+    cluster: Cluster, admin: DeclaredClient, history: History, nemesis: Nemesis, bench: Bench
+) -> None:
+    """Faults pile up on five members, and at every step the schedule's quorum knowledge
+    (gauntlet.nemesis.quorum.Schedule) decides what is required: two followers killed (three of five live: a
+    majority, must serve); then the leader cut off from the other two live ones (no side holds three of five:
+    every live member must refuse or answer unknown); then the killed two back (four of five connected: they
+    serve, the cut-off old leader refuses); then the partition healed (all serve). A write acknowledged where
+    no connected majority lives is a split brain; a majority side that never acknowledges within the bound is
+    unavailability. Plus one leader per term, a linearizable history, and one log after heal."""
+    members = sorted(m.name for m in admin.members)
+    if len(members) < 5:
+        pytest.skip(f"inventory has {len(members)} members: two of five down needs five")
+    service = unit(cluster)
+    old = leader(cluster, admin).name
+    down = [m for m in members if m != old][:2]
+    schedule = Schedule(members)
+    in_force: dict[str, AbstractContextManager[None]] = {}
+    writer = client(cluster, history).for_process("majority-side")
+    refuser = client(cluster, history, retry_for=0).for_process("refused-side")
+    acknowledged_without_majority: list[str] = []
+    samples: list[dict] = []
+    refused = unknown = 0
+
+    def start(fault_id: str, fault: AbstractContextManager[None], held: Held) -> Step:
+        fault.__enter__()
+        in_force[fault_id] = fault
+        return schedule.start(fault_id, held)
+
+    def stop(fault_id: str) -> Step:
+        in_force.pop(fault_id).__exit__(None, None, None)
+        return schedule.stop(fault_id)
+
+    def judge(step: Step) -> None:
+        nonlocal refused, unknown
+        t0 = time.monotonic()
+        for m in step.available:
+            put_until_ok(
+                writer, fresh_keys("overlap-maj")[0], f"by-{m}", timeout=ELECTION_BOUND_S + 15, member=m
+            )
+        if step.available:
+            bench.record(
+                "overlap_majority_acknowledged_seconds",
+                round(time.monotonic() - t0, 2),
+                "s",
+                step=step.event,
+                serving=step.available,
+            )
+        for m in step.refusing:
+            for n in range(REFUSAL_ATTEMPTS):
+                try:
+                    refuser.put(fresh_keys("overlap-min")[0], f"{step.event}-{m}-{n}", member=m)
+                    acknowledged_without_majority.append(f"{step.event}: {m}")
+                except Fail:
+                    refused += 1
+                except Info:
+                    unknown += 1
+            # a refusal counts only from a member that is up: its status must answer
+            samples.append(admin.status(m))
+        samples.extend(admin.status(m) for m in step.available)
+        print(f"{step.event}: dead {sorted(step.dead)}, serve {step.available}, refuse {step.refusing}")
+
+    try:
+        kills = ExitStack()
+        for m in down:
+            kills.enter_context(nemesis.kill(m, service))
+        in_force["kill-two"] = kills
+        judge(schedule.start("kill-two", Held("kill", dead=frozenset(down))))
+        cut = grudge.isolate_one(members, old)
+        step = start(
+            "isolate-leader", nemesis.partition_grudge(cut, "isolate_leader"), Held("isolate", grudge=cut)
+        )
+        assert step.available == [], f"quorum knowledge says {step.available} serve with 2 of 5 connected"
+        judge(step)
+        step = stop("kill-two")
+        assert old in step.refusing and len(step.available) == 4, step
+        judge(step)
+        judge(stop("isolate-leader"))
+    finally:
+        for fault_id in reversed(list(in_force)):
+            in_force.pop(fault_id).__exit__(None, None, None)
+    admin.wait_for_ready(60)
+    bench.record("overlap_refused_without_majority", refused, "writes", unknown=unknown)
+    assert acknowledged_without_majority == [], (
+        f"writes acknowledged where no connected majority lives: {acknowledged_without_majority}"
+    )
+    assert refused + unknown == REFUSAL_ATTEMPTS * sum(len(s.refusing) for s in schedule.steps)
+    wait_for(
+        lambda: len({admin.status(m)["last_applied"] for m in members}) == 1,
+        30,
+        0.2,
+        "every member applying the same log",
+    )
+    split = {t: ls for t, ls in term_leaders(samples).items() if len(ls) > 1}
+    assert split == {}, f"two leaders in one term: {split}"
     assert_linearizable(history)

@@ -204,3 +204,29 @@ def test_kv_listing_is_linearizable_and_every_members_stale_copy_converges(local
         return [_call(kv, n, "GET", "/kv?stale=1")[1] for n in ("n0", "n1", "n2")]
 
     wait_for(lambda: copies() == [{"items": want, "stale": True}] * 3, 10, 0.05, "every member's copy")
+
+
+def test_write_mode_is_replicated_or_local_and_anything_else_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "n0.toml"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    base = _config("n0", tmp_path, {"n0": (1, 2)})
+
+    def check(write_mode: str) -> subprocess.CompletedProcess[str]:
+        path.write_text(base.replace("[raft]\n", f'[raft]\nwrite_mode = "{write_mode}"\n', 1))
+        return subprocess.run(
+            [sys.executable, "-m", "raftkv", "-c", str(path), "--check"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert "[raft]\n" in base
+    for ok in ("replicated", "local"):
+        r = check(ok)
+        assert r.returncode == 0, r.stderr
+    r = check("eventual")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"raftkv: {path} [raft] write_mode must be replicated or local, not 'eventual'"
+    ]

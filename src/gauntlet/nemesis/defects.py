@@ -169,6 +169,17 @@ DEFECTS: dict[str, Defect] = {
             undo=custom.replicated_ids,
         ),
         Defect(
+            "raftkv_local_writes",
+            "the Raft KV acknowledging a PUT it cannot commit ([raft] write_mode = local): a member without a "
+            "majority acknowledges writes",
+            "tests/integration/test_custom_network_faults.py::"
+            "test_overlapping_faults_acknowledge_only_where_a_connected_majority_lives",
+            r"writes acknowledged where no connected majority lives",
+            ("custom_server",),
+            plant=custom.local_writes,
+            undo=custom.replicated_writes,
+        ),
+        Defect(
             "raftkv_no_client_cert",
             "a server that accepts clients without a certificate ([tls] client_auth = optional)",
             "tests/integration/test_custom_tls.py::test_client_without_certificate_is_refused",

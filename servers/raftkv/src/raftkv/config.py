@@ -36,6 +36,7 @@ Example (every key the server reads; the role fills ``node_id``, ``data_dir``, `
     leader_fallback_timeout = 2.0 # a leader without a majority for this long steps down
     read_mode = "linearizable"    # linearizable | local: "local" answers every GET from this node's copy
     id_mode = "replicated"        # replicated | local: "local" hands out /next-id from this node's counter
+    write_mode = "replicated"     # replicated | local: "local" acknowledges a PUT it cannot commit, alone
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from typing import Any
 READ_MODES = ("linearizable", "local")
 #: ``[raft] id_mode``: where ``/next-id`` comes from.
 ID_MODES = ("replicated", "local")
+#: ``[raft] write_mode``: what a PUT does when its log entry cannot commit.
+WRITE_MODES = ("replicated", "local")
 
 
 class ConfigError(ValueError):
@@ -94,6 +97,11 @@ class RaftConfig:
     # "replicated": /next-id is a Raft log entry (the default). "local": this node's own counter -- two
     # members hand out the same id (a defect the unique-ids workload is proven to catch).
     id_mode: str = "replicated"
+    # "replicated": a PUT is acknowledged only once its log entry committed (the default). "local": a PUT
+    # this node cannot commit (no leader, no majority, or not in time) is applied to its own copy and
+    # acknowledged anyway -- availability over consistency: a member without a majority acknowledges writes
+    # the majority never sees (a defect the quorum checks are proven to catch).
+    write_mode: str = "replicated"
 
 
 @dataclass(frozen=True)
@@ -203,6 +211,10 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
         )
     if raft.id_mode not in ID_MODES:
         raise ConfigError(f"{source} [raft] id_mode must be {' or '.join(ID_MODES)}, not {raft.id_mode!r}")
+    if raft.write_mode not in WRITE_MODES:
+        raise ConfigError(
+            f"{source} [raft] write_mode must be {' or '.join(WRITE_MODES)}, not {raft.write_mode!r}"
+        )
     if not raft.election_timeout_min > 3 * raft.heartbeat_interval:
         raise ConfigError(f"{source} [raft]: election_timeout_min must exceed 3 x heartbeat_interval")
     if not raft.election_timeout_max > raft.election_timeout_min:

@@ -151,7 +151,8 @@ class Store:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        # [raft] id_mode = "local" only: ids this node handed out without the log (a planted defect)
+        # [raft] id_mode / write_mode = "local" only: ids and writes this node handed out without the log
+        # (planted defects)
         self._local_ids: dict[str, int] = {}
         self._local_ids_lock = threading.Lock()
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +203,17 @@ class Store:
         raise OutcomeUnknown(UNKNOWN_FAILURES.get(waiter.error, f"pysyncobj failure reason {waiter.error}"))
 
     def put(self, key: str, value: str) -> dict[str, Any]:
-        return self._apply(self.kv.put, key, value)
+        """Write ``key`` through the log; with ``write_mode`` local, a write that cannot commit is applied to
+        this node's copy and acknowledged anyway (the planted defect: a minority acknowledges writes)."""
+        try:
+            return self._apply(self.kv.put, key, value)
+        except (NotApplied, OutcomeUnknown):
+            if self.config.raft.write_mode != "local":
+                raise
+            with self._local_ids_lock:
+                previous = self.kv.data.get(key)
+                self.kv.data[key] = value
+            return {"previous": previous, "local": True}
 
     def delete(self, key: str) -> dict[str, Any]:
         return self._apply(self.kv.delete, key)
@@ -286,6 +297,7 @@ class Store:
             "peer_encryption": self.config.raft.password is not None,
             "read_mode": self.config.raft.read_mode,
             "id_mode": self.config.raft.id_mode,
+            "write_mode": self.config.raft.write_mode,
         }
 
     def health(self) -> tuple[bool, str]:

@@ -117,6 +117,16 @@ def replicated_ids(cluster: Cluster) -> None:
     _restore_raft_knob(cluster, "id_mode", "replicated")
 
 
+def local_writes(cluster: Cluster) -> None:
+    """``[raft] write_mode = "local"`` on every member: a PUT that cannot commit is acknowledged anyway."""
+    _set_raft_knob(cluster, "write_mode", "local")
+
+
+def replicated_writes(cluster: Cluster) -> None:
+    """The role's config back on every member; wait until every PUT waits for its commit again."""
+    _restore_raft_knob(cluster, "write_mode", "replicated")
+
+
 # -- clients without a certificate -----------------------------------------------------------------------
 def _anonymous_served(cluster: Cluster) -> list[bool]:
     """For each member: whether a client presenting no certificate gets an answer."""
