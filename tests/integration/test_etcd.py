@@ -277,6 +277,7 @@ def test_isolated_member_refuses_linearizable_reads(
     history: History,
     election_timeout_s: float,
     leader: str,
+    bench: Bench,
 ) -> None:
     """Isolate the leader: the majority elects another and keeps taking writes; the isolated member refuses
     linearizable reads and writes but still serves (stale) serializable reads. After healing, all agree on
@@ -300,6 +301,24 @@ def test_isolated_member_refuses_linearizable_reads(
 
     with nemesis.isolate(cluster[victim]):
         bound = ELECTION_FACTOR * election_timeout_s + ELECTION_MARGIN_S + 5
+        cut_at = history.faults()[-1].time
+        elected = wait_for(
+            lambda: next((m for m in majority if (s := _status_or_none(etcd, m)) and s.is_leader), None),
+            bound,
+            0.05,
+            f"a leader among the majority {majority}",
+        )
+        # Jepsen's majority/minority split on three members, the leader on the minority side (issue 15's BENCH
+        # per shape; the five-member shapes run on the Raft KV)
+        bench.record(
+            "partition_majority_leader_seconds",
+            round((time.monotonic_ns() - cut_at) / 1e9, 2),
+            "s",
+            shape="majority",
+            system="etcd",
+            members=len(etcd.members),
+            leader=elected,
+        )
         wait_for(
             lambda: etcd.recorded_put(history, "c1", majority[0], key, "after"),
             bound,
@@ -315,6 +334,13 @@ def test_isolated_member_refuses_linearizable_reads(
     assert not ok_lin, f"isolated {victim} served a linearizable read ({value_lin!r}) without a quorum"
     assert ok_ser and value_ser == "before", (
         f"isolated {victim} should serve its stale local copy 'before' on a serializable read, got {value_ser!r}"
+    )
+    bench.record(
+        "partition_minority_writes_refused",
+        0 if victim_write else 1,
+        "writes",
+        shape="majority",
+        system="etcd",
     )
     assert not victim_write, f"isolated {victim} acknowledged a write without a quorum"
     assert ok_major and value_major == "after", f"majority read {value_major!r}, wanted 'after'"
