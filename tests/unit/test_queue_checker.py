@@ -31,7 +31,7 @@ class Stream:
                 value=value,
                 key=key,
                 time=len(self.ops) * S,
-            )  # type: ignore[arg-type]
+            )
         )
 
     def publish(self, msg: Any, outcome: str = "ok", seq: int | None = None, process: str = "p1") -> Stream:
@@ -238,8 +238,9 @@ PROCESSES = ("p1", "p2", "c1", "c2")
 
 def model_history(schedule: list[tuple[int, int]], replica_cut: list[int]) -> History:
     """Interleave publishes and fetches of a correct broker: an append-only log, a durable that delivers in
-    seq order and redelivers what a fetch lost in flight or whose acknowledgement was lost; each replica's final log a prefix, the first one
-    whole. ``schedule`` picks, step by step, which process acts and how its pending op goes."""
+    seq order and redelivers what a fetch lost in flight or whose acknowledgement was lost; each replica's
+    final log a prefix, the first one whole. ``schedule`` picks, step by step, which process acts and how its
+    pending op goes."""
     h = History()
     t = iter(range(1, 10_000))
     log: list[str] = []
