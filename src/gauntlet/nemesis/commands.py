@@ -353,6 +353,8 @@ def heal_host() -> str:
 # it in part ran first): the nemesis then fails the fault at its end, as it does for ALREADY_UNDONE.
 UNDONE_EARLY = "gauntlet-undone-early"
 RUN_DIR = "/run/gauntlet"
+# systemd's runtime unit directory: drop-ins here vanish on reboot, as our faults do.
+UNIT_RUNTIME_DIR = "/run/systemd/system"
 # Where Debian's libfaketime package puts the library (multiarch: one directory per architecture).
 FAKETIME_GLOBS = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1")
 # How long a faked process keeps the offset it read before it reads the file again. Measured on a Debian 12
@@ -379,7 +381,7 @@ def find_faketime() -> str:
 
 def clock_dropin(unit: str) -> str:
     """The runtime drop-in of ours that runs ``unit`` under libfaketime."""
-    return f"/run/systemd/system/{unit}.d/gauntlet-clock.conf"
+    return f"{UNIT_RUNTIME_DIR}/{unit}.d/gauntlet-clock.conf"
 
 
 def clock_file(unit: str) -> str:
