@@ -214,11 +214,13 @@ class UndoneEarly(FakeHost):
 def test_a_disk_fault_its_timer_undid_in_part_fails_at_its_end_saying_so():
     n, cluster, history = nemesis(fault_bound_s=5)
     cluster.hosts["n1"] = UndoneEarly("n1", "10.0.0.1")
-    with pytest.raises(
-        FaultError, match=r"undone in part before its end: its dead-man timer fired \(bound 5 s"
+    with (
+        pytest.raises(
+            FaultError, match=r"undone in part before its end: its dead-man timer fired \(bound 5 s"
+        ),
+        n.disk_full("n1", "/var/lib/raftkv", "raftkv"),
     ):
-        with n.disk_full("n1", "/var/lib/raftkv", "raftkv"):
-            pass
+        pass
     assert [o.f for o in history.faults()] == ["disk_full:start", "disk_full:stop"]
 
 
@@ -391,7 +393,9 @@ def test_the_stress_process_holds_its_memory_and_says_ready(tmp_path):
         assert ready.exists()
         rss_kb = int(
             next(
-                l for l in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if l.startswith("VmRSS")
+                line
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS")
             ).split()[1]
         )
         assert rss_kb > 8 * 1024
