@@ -466,7 +466,8 @@ def clean(scenario: str | None) -> None:
 def heal(inventory: str | None, timeout: float) -> None:
     """Remove every fault of ours from every host of an inventory, whoever started it (a run killed
     mid-fault, a controller that lost its hosts): dead-man timers stopped, every undo the hosts keep run
-    (units we stopped started, processes we paused continued), our iptables chain and qdiscs removed. Exit 0
+    (units we stopped started, processes we paused continued, clocks and disks given back), our iptables
+    chain and qdiscs removed, stress units stopped, CPU and memory limits given back. Exit 0
     when every host is healed, 1 naming each host that could not be, 2 on bad usage, 4 when the inventory
     cannot be read."""
     from gauntlet.cluster import Cluster

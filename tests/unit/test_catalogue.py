@@ -13,10 +13,11 @@ import pytest
 
 from gauntlet.errors import FaultError
 from gauntlet.history import History
-from gauntlet.nemesis import Nemesis, catalogue
+from gauntlet.nemesis import Nemesis, catalogue, commands
 from gauntlet.nemesis.catalogue import UnknownFault
 
 INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 EXPECTED = {
     "kill",
@@ -34,6 +35,10 @@ EXPECTED = {
     "bandwidth",
     "postgres_crash",
     "switchover",
+    "clock_skew",
+    "clock_jump",
+    "disk_full",
+    "pressure",
 }
 
 
@@ -61,6 +66,10 @@ class FakeHost:
 
     def run(self, command: str, check: bool = False, timeout: float | None = None) -> Result:
         self.commands.append(command)
+        if command == "nproc":
+            return Result(stdout="2\n")
+        if command == commands.find_faketime():
+            return Result(stdout=f"{FAKETIME}\n")
         return Result()
 
     def put(self, path: str, content: str, mode: str = "0644") -> None:
@@ -90,7 +99,14 @@ class FakeAPI:
         return 200, "ok"
 
 
-OPTIONS = {"service": "patroni", "candidate": "n2", "ms": 50, "pct": 10.0, "kbit": 512}
+OPTIONS = {
+    "service": "patroni",
+    "candidate": "n2",
+    "ms": 50,
+    "pct": 10.0,
+    "kbit": 512,
+    "path": "/var/lib/raftkv",
+}
 
 
 def nemesis(n: int = 3) -> tuple[Nemesis, FakeCluster, History]:

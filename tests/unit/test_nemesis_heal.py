@@ -217,7 +217,20 @@ def test_heal_of_healthy_hosts_exits_0_and_an_unreadable_inventory_4(monkeypatch
 
 
 @pytest.mark.parametrize(
-    "name", ["kill", "pause", "isolate", "partition_ring", "latency", "loss", "bandwidth"]
+    "name",
+    [
+        "kill",
+        "pause",
+        "isolate",
+        "partition_ring",
+        "latency",
+        "loss",
+        "bandwidth",
+        "clock_skew",
+        "clock_jump",
+        "disk_full",
+        "pressure",
+    ],
 )
 def test_every_command_a_fault_sends_is_valid_sh(name, monkeypatch):
     """The arm, start, disarm and heal commands are put together from pieces: each must parse as sh."""
@@ -227,7 +240,7 @@ def test_every_command_a_fault_sends_is_valid_sh(name, monkeypatch):
 
     n, cluster, _ = nemesis(5)
     monkeypatch.setattr(n, "has_netem", lambda host: name == "latency")
-    with catalogue.get(name).apply(n, "n1", service="patroni"):
+    with catalogue.get(name).apply(n, "n1", service="patroni", path="/var/lib/patroni", memory_mb=64):
         pass
     n.heal()
     sent = [c for h in cluster.hosts.values() for c in h.commands if not c.startswith("put ")]

@@ -25,7 +25,7 @@ from gauntlet.nemesis.core import HostLike, Nemesis
 # The Patroni members' inventory group (the postgres_crash and switchover faults act on Patroni only).
 PATRONI_GROUP = "postgres"
 
-Apply = Callable[..., AbstractContextManager[None]]
+Apply = Callable[..., AbstractContextManager[Any]]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Fault:
     # While held, the target is out of the cluster (down, frozen or cut off): a leader there loses its lead.
     outage: bool = False
 
-    def apply(self, nemesis: Nemesis, target: HostLike, **options: Any) -> AbstractContextManager[None]:
+    def apply(self, nemesis: Nemesis, target: HostLike, **options: Any) -> AbstractContextManager[Any]:
         """The fault on ``target`` as a context manager: started on entry, undone on exit (or by heal)."""
         unknown = set(options) - OPTIONS
         if unknown:
@@ -215,6 +215,42 @@ FAULTS: dict[str, Fault] = {
             "not limited)",
             takes=("kbit",),
             defaults={"kbit": 256},
+        ),
+        Fault(
+            "clock_skew",
+            "clock_skew",
+            lambda n, t, service, offset_s: n.clock_skew(t, service, offset_s),
+            "restart a service with its clocks offset_s seconds off (libfaketime: dynamically linked programs "
+            "only, not Go binaries such as etcd); restarted on the real clock on exit",
+            takes=("service", "offset_s"),
+            defaults={"offset_s": 60.0},
+        ),
+        Fault(
+            "clock_jump",
+            "clock_jump",
+            lambda n, t, service, jump_s: n.clock_jump(t, service, jump_s),
+            "make a running service's wall and monotonic clocks jump by jump_s seconds (libfaketime, after a "
+            "restart under it; not Go binaries); restarted on the real clock on exit",
+            takes=("service", "jump_s"),
+            defaults={"jump_s": 60.0},
+        ),
+        Fault(
+            "disk_full",
+            "disk_full",
+            lambda n, t, path, service, headroom_kb: n.disk_full(t, path, service, headroom_kb),
+            "the service's data directory path runs out of space (a filled tmpfs copy bound over it; the block "
+            "gets release()); the data written meanwhile is copied back on exit",
+            takes=("path", "service", "headroom_kb"),
+            defaults={"headroom_kb": 4096},
+        ),
+        Fault(
+            "pressure",
+            "pressure",
+            lambda n, t, cpu, memory_mb: n.pressure(t, cpu, memory_mb),
+            "hold the host to cpu CPUs and/or memory_mb MiB (container: its cgroup limits; SSH host: a stress "
+            "unit); lifted on exit",
+            takes=("cpu", "memory_mb"),
+            defaults={"cpu": 0.2, "memory_mb": None},
         ),
         Fault(
             "postgres_crash",

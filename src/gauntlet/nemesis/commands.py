@@ -8,8 +8,10 @@ cluster's own peer addresses: the controller's connection to a host (SSH on stag
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 CHAIN = "GAUNTLET"
 COMMENT = "gauntlet-nemesis"
@@ -325,8 +327,9 @@ def disarm_and_undo(fault_id: str, bound_s: float) -> str:
 
 def heal_host() -> str:
     """Remove every fault of ours from a host: stop our dead-man timers, run every undo left (units stopped
-    or paused by us started or continued, rules deleted), stop the delayer, remove our iptables chain and our
-    qdiscs. Exits non-zero, naming it, when an undo failed."""
+    or paused by us started or continued, rules deleted, clocks and disks given back), stop the delayer and
+    our stress units, remove our iptables chain and our qdiscs. Exits non-zero, naming it, when an undo
+    failed."""
     return "; ".join(
         [
             "rc=0",
@@ -334,6 +337,7 @@ def heal_host() -> str:
             f'for f in {STATE_DIR}/*.sh; do [ -f "$f" ] || continue; /bin/sh "$f" '
             '|| { echo "gauntlet heal: the undo $f failed" >&2; rc=1; }; done',
             f"systemctl stop {DELAYER_UNIT} 2>/dev/null",
+            f"if [ -d {SYSTEMD_DIR} ]; then systemctl stop '{STRESS_UNIT_PREFIX}*.service' 2>/dev/null; fi",
             f"if command -v iptables >/dev/null; then {flush()}; fi",
             "if command -v tc >/dev/null; then for dev in $(ls /sys/class/net); do "
             f'if tc qdisc show dev "$dev" root 2>/dev/null | grep -q " {QDISC_HANDLE}: "; then '
@@ -342,3 +346,234 @@ def heal_host() -> str:
             '[ "$rc" = 0 ]',
         ]
     )
+
+
+# -- resource faults: the clock, a full disk, CPU and memory pressure ------------------------------------------
+# Printed by an undo that found its fault already ended early in part (a dead-man timer that could only undo
+# it in part ran first): the nemesis then fails the fault at its end, as it does for ALREADY_UNDONE.
+UNDONE_EARLY = "gauntlet-undone-early"
+RUN_DIR = "/run/gauntlet"
+# systemd's runtime unit directory: drop-ins here vanish on reboot, as our faults do.
+UNIT_RUNTIME_DIR = "/run/systemd/system"
+# Where Debian's libfaketime package puts the library (multiarch: one directory per architecture).
+FAKETIME_GLOBS = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1")
+# How long a faked process keeps the offset it read before it reads the file again. Measured on a Debian 12
+# container (python3, 100,000 time.time() calls): FAKETIME_NO_CACHE=1 (a file read per call) took 0.156 s,
+# a 1 s cache 0.010 s (0.009 s without libfaketime); a jump written to the file showed within the second.
+FAKETIME_CACHE_S = 1
+# Unit names and paths go into sh commands, drop-in paths and /proc/self/mountinfo matches: plain ones only.
+_SAFE_UNIT = re.compile(r"[A-Za-z0-9:_.@-]+")
+_SAFE_PATH = re.compile(r"/[A-Za-z0-9._@+/-]*")
+
+
+def unit_name(service: str) -> str:
+    """The systemd unit a service name means (``raftkv`` -> ``raftkv.service``); ValueError for a name that is
+    not a plain unit name."""
+    if not _SAFE_UNIT.fullmatch(service) or service.startswith("-"):
+        raise ValueError(f"{service!r} is not a systemd service name")
+    return service if service.endswith(".service") else f"{service}.service"
+
+
+def find_faketime() -> str:
+    """A command that prints the path of libfaketime.so.1 on the host (nothing when it is not installed)."""
+    return f"ls {' '.join(FAKETIME_GLOBS)} 2>/dev/null | head -n 1"
+
+
+def clock_dropin(unit: str) -> str:
+    """The runtime drop-in of ours that runs ``unit`` under libfaketime."""
+    return f"{UNIT_RUNTIME_DIR}/{unit}.d/gauntlet-clock.conf"
+
+
+def clock_file(unit: str) -> str:
+    """The file libfaketime reads the offset of ``unit``'s processes from."""
+    return f"{RUN_DIR}/clock-{unit.removesuffix('.service')}"
+
+
+def faketime_offset(seconds: float) -> str:
+    """An offset as libfaketime reads it from its timestamp file: ``+120``, ``-0.5``, ``+0``."""
+    text = f"{seconds:+.3f}".rstrip("0").rstrip(".")
+    return "+0" if text in ("+", "-", "-0") else text
+
+
+def _write(path: str, content: str) -> str:
+    return f"printf %s {shlex.quote(content)} > {path}"
+
+
+def clock_offset(service: str, offset_s: float, faketime: str) -> tuple[str, str]:
+    """(start, undo): run ``service`` under libfaketime (``faketime``: the library's path on the host) with its
+    clocks ``offset_s`` seconds off (negative: behind), through a runtime drop-in that sets LD_PRELOAD and the
+    offset file, then a restart. The undo removes both, reloads and restarts: the unit runs on the real clock
+    again. Both can run twice."""
+    unit = unit_name(service)
+    dropin, offset = clock_dropin(unit), clock_file(unit)
+    env = f"LD_PRELOAD={faketime} FAKETIME_TIMESTAMP_FILE={offset} FAKETIME_CACHE_DURATION={FAKETIME_CACHE_S}"
+    start = [
+        f"mkdir -p {RUN_DIR} {dropin.rsplit('/', 1)[0]}",
+        _write(offset, faketime_offset(offset_s) + "\n"),
+        _write(
+            dropin, f"# gauntlet clock fault: {unit} runs under libfaketime\n[Service]\nEnvironment={env}\n"
+        ),
+        "systemctl daemon-reload",
+        f"systemctl restart {unit}",
+    ]
+    undo = [
+        f"rm -f {dropin} {offset}",
+        f"rmdir {dropin.rsplit('/', 1)[0]} 2>/dev/null",
+        "systemctl daemon-reload",
+        f"systemctl restart {unit}",
+    ]
+    return " && ".join(start), "; ".join(undo[:3]) + f" && {undo[3]}"
+
+
+# How long a clock jump waits for its unit to be active again before it jumps (a unit that does not come back
+# is a failed start).
+JUMP_WAIT_S = 30
+
+
+def clock_jump(service: str, jump_s: float, faketime: str) -> tuple[str, str]:
+    """(start, undo): as :func:`clock_offset` with ``+0``; once the unit is active again (and its process has
+    run a second on the real time), the offset file is rewritten to ``jump_s``: the running process sees its
+    clocks jump, with no restart. The undo is :func:`clock_offset`'s."""
+    unit = unit_name(service)
+    start, undo = clock_offset(service, 0, faketime)
+    wait = (
+        f"for i in $(seq {JUMP_WAIT_S * 10}); do systemctl is-active --quiet {unit} && break; sleep 0.1; done; "
+        f"systemctl is-active --quiet {unit} || {{ echo 'gauntlet: {unit} is not active after its restart "
+        f"under libfaketime: no clock to jump' >&2; exit 1; }}"
+    )
+    jump = _write(clock_file(unit), faketime_offset(jump_s) + "\n")
+    return f"{start} && {{ {wait}; }} && sleep {FAKETIME_CACHE_S + 0.5:g} && {jump}", undo
+
+
+def _mounted(mountpoint: str, source: str) -> str:
+    """A test that ``mountpoint`` is a mount of our tmpfs ``source`` (the tmpfs itself or a bind of part of
+    it): read from /proc/self/mountinfo, whose fifth field is the mount point and whose source follows the
+    fstype after the ``-``."""
+    return (
+        f"awk -v m={mountpoint} -v s={source} "
+        '\'{for (i = 7; i < NF; i++) if ($i == "-") break} $5 == m && $(i + 1) == "tmpfs" && $(i + 2) == s '
+        "{f = 1} END {exit !f}' /proc/self/mountinfo"
+    )
+
+
+@dataclass(frozen=True)
+class DiskFull:
+    """The shell commands of one disk-full fault on one host (see :meth:`Nemesis.disk_full`)."""
+
+    start: str
+    release: str
+    undo: str
+    stage: str  # the tmpfs, mounted here; the data directory's copy is ``<stage>/data``
+    filler: str
+
+
+def disk_full(path: str, service: str, tag: str, headroom_kb: int = 4096) -> DiskFull:
+    """The commands of a full disk under ``path`` (a data directory) for ``service``:
+
+    start: stop the unit; mount a tmpfs of (the KiB ``path`` uses + ``headroom_kb``) on a staging directory of
+    ours (``/run/gauntlet/disk-<tag>``); copy ``path`` into it (``cp -a``: owner, mode, times kept); bind that
+    copy over ``path``; start the unit; fill the tmpfs with a filler file (beside the copy, not in it) until
+    ENOSPC. release: delete the filler (space returns, the mount stays). undo: delete the filler; stop the
+    unit; unmount the bind (the real directory is back); replace the real directory's contents with the
+    tmpfs copy (what the service wrote during the fault survives); unmount the tmpfs; start the unit.
+
+    The undo runs again where it stopped (each step looks at what is mounted, and a marker says the copy
+    holds the data). Where it cannot unmount (a dead-man timer in a container: no CAP_SYS_ADMIN) it deletes
+    the filler, starts the unit again on the tmpfs, marks that it did, and fails: its script stays for
+    ``gauntlet heal`` (which runs privileged) to finish, and the fault's own undo says it ended early."""
+    if not _SAFE_PATH.fullmatch(path) or path.rstrip("/") in ("", "/run", RUN_DIR) or "/../" in f"{path}/":
+        raise ValueError(f"disk_full needs an absolute path of plain characters, not {path!r}")
+    if headroom_kb <= 0:
+        raise ValueError(f"disk_full needs a positive headroom_kb, not {headroom_kb}")
+    if not re.fullmatch(r"[0-9a-f]+", tag):
+        raise ValueError(f"disk_full tag {tag!r} is not hex")
+    path = path.rstrip("/")
+    unit = unit_name(service)
+    stage = f"{RUN_DIR}/disk-{tag}"
+    data, filler, source = f"{stage}/data", f"{stage}/filler", f"gauntlet-disk-{tag}"
+    holds_data = f"{RUN_DIR}/disk-{tag}.holds-data"  # the service ran on the copy: it holds the newest data
+    early = f"{RUN_DIR}/disk-{tag}.undone-early"
+    start = " && ".join(
+        [
+            f"[ -d {path} ] || {{ echo 'gauntlet: {path} is not a directory on this host' >&2; exit 1; }}",
+            f"systemctl stop {unit}",
+            f"used=$(du -sk {path} | cut -f1)",
+            f"mkdir -p {stage}",
+            f"mount -t tmpfs -o size=$((used + {headroom_kb}))k,mode=0700 {source} {stage}",
+            f"cp -a {path} {data}",
+            f"mount --bind {data} {path}",
+            f"touch {holds_data}",
+            f"systemctl start {unit}",
+            # cat writes until the tmpfs refuses (ENOSPC), which is the point: its failure is expected.
+            f"{{ cat /dev/zero > {filler} 2>/dev/null; true; }}",
+            f'[ "$(df --output=avail -k {stage} | tail -n 1)" -eq 0 ] || '
+            f"{{ echo 'gauntlet: the filler did not fill {stage}' >&2; exit 1; }}",
+        ]
+    )
+    cannot_unmount = (
+        f"systemctl start {unit}; touch {early}; echo 'gauntlet: cannot unmount {path} here (no CAP_SYS_ADMIN: "
+        f"a dead-man timer in a container): filler deleted, {unit} started on the tmpfs; gauntlet heal (from "
+        "the controller) finishes the undo' >&2; exit 1"
+    )
+    undo = "; ".join(
+        [
+            f"rm -f {filler}",
+            f"if {_mounted(path, source)}; then systemctl stop {unit}; umount {path} || {{ {cannot_unmount}; }}; fi",
+            # Only from our tmpfs, still mounted, is the real directory overwritten.
+            f"if [ -f {holds_data} ]; then {_mounted(stage, source)} && systemctl stop {unit} && "
+            f"find {path} -mindepth 1 -delete && "
+            f"cp -a {data}/. {path}/ && rm -f {holds_data} || {{ echo 'gauntlet: could not copy the data of "
+            f"{path} back from {data}: it stays there' >&2; exit 1; }}; fi",
+            f"if {_mounted(stage, source)}; then umount {stage} || exit 1; fi",
+            f"rmdir {stage} 2>/dev/null",
+            f"if [ -f {early} ]; then rm -f {early}; echo {UNDONE_EARLY}; fi",
+            f"systemctl start {unit}",
+        ]
+    )
+    return DiskFull(start, f"rm -f {filler}", undo, stage, filler)
+
+
+STRESS_UNIT_PREFIX = "gauntlet-stress-"
+# The stress process: CPU hogs (forked busy loops) and/or a block of memory it has written to (every page
+# touched, so it is resident), then it sleeps until stopped. It says it is ready by creating argv[3].
+_STRESS = """\
+import os, sys, time
+hogs, mib, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+for _ in range(hogs):
+    if os.fork() == 0:
+        while True:
+            pass
+held = bytearray(mib << 20)
+for i in range(0, len(held), 4096):
+    held[i] = 1
+open(ready, "w").close()
+while True:
+    time.sleep(3600)
+"""
+
+
+def stress(tag: str, cpu_hogs: int, memory_mb: int, bound_s: float) -> tuple[str, str]:
+    """(start, undo): a transient unit ``gauntlet-stress-<tag>`` running ``cpu_hogs`` busy loops and holding
+    ``memory_mb`` MiB (either may be 0), stopped by systemd after ``bound_s`` seconds (RuntimeMaxSec: its own
+    dead-man; 0: none). The start returns once the memory is held; the undo stops the unit."""
+    if cpu_hogs < 0 or memory_mb < 0 or not cpu_hogs + memory_mb:
+        raise ValueError(f"stress needs CPU hogs or memory (got {cpu_hogs} hogs, {memory_mb} MiB)")
+    if not re.fullmatch(r"[0-9a-f]+", tag):
+        raise ValueError(f"stress tag {tag!r} is not hex")
+    unit = f"{STRESS_UNIT_PREFIX}{tag}"
+    ready = f"{RUN_DIR}/stress-{tag}.ready"
+    limit = [f"--property=RuntimeMaxSec={max(1, round(bound_s))}s"] if bound_s > 0 else []
+    run = shlex.join(
+        [
+            *("systemd-run", "--quiet", "--collect", f"--unit={unit}", *limit),
+            *("python3", "-c", _STRESS, str(cpu_hogs), str(memory_mb), ready),
+        ]
+    )
+    start = (
+        f"mkdir -p {RUN_DIR} && rm -f {ready} && {run} && "
+        f"for i in $(seq 600); do [ -f {ready} ] && break; systemctl is-active --quiet {unit} || break; "
+        f"sleep 0.1; done; [ -f {ready} ] || {{ echo 'gauntlet: the stress unit {unit} did not get ready "
+        f"(not enough memory for {memory_mb} MiB?)' >&2; exit 1; }}"
+    )
+    undo = f"systemctl stop {unit} 2>/dev/null; rm -f {ready}; true"
+    return start, undo

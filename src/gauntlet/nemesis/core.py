@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gauntlet.cluster import Cluster, Host
 from gauntlet.errors import FaultError
@@ -32,6 +32,7 @@ from gauntlet.nemesis.grudge import Grudge
 
 log = logging.getLogger(__name__)
 HostLike = Host | str
+T = TypeVar("T")
 
 BOUND_ENV = "GAUNTLET_FAULT_BOUND_S"
 DEFAULT_FAULT_BOUND_S = 300.0
@@ -60,6 +61,35 @@ class SwitchoverAPI(Protocol):
     def request(
         self, method: str, path: str, body: Any = None, auth: bool = False, timeout: float | None = None
     ) -> tuple[int, Any]: ...
+
+
+# The free space a disk-full fault's tmpfs has above what the data directory uses, before the filler takes it:
+# room for the copy to fit (tmpfs counts whole pages) and for the service to start.
+DISK_HEADROOM_KB = 4096
+
+
+class DiskSpace:
+    """What a :meth:`Nemesis.disk_full` block holds: ``release()`` gives the space back (the filler is
+    deleted; the tmpfs stays mounted until the block ends), recorded in the history as a mark
+    ``disk_full:release``."""
+
+    def __init__(self, nemesis: Nemesis, host: Host, release_command: str, path: str) -> None:
+        self._nemesis, self._host, self._command, self.path = nemesis, host, release_command, path
+        self.released = False
+
+    def release(self) -> None:
+        """Delete the filler: writes under ``path`` succeed again. Once; a second call does nothing."""
+        if self.released:
+            return
+        self._host.run(self._command, check=True)
+        self.released = True
+        self._nemesis.history.mark("disk_full:release", host=self._host.name, path=self.path)
+
+
+@contextmanager
+def _holding(fault: AbstractContextManager[None], held: T) -> Iterator[T]:
+    with fault:
+        yield held
 
 
 class Nemesis:
@@ -115,21 +145,31 @@ class Nemesis:
                     self.history.fault(name, "stop", **detail)
 
     def _host_fault(
-        self, name: str, plans: Sequence[tuple[Host, str, str]], **detail: Any
+        self,
+        name: str,
+        plans: Sequence[tuple[Host, str, str]],
+        privileged: bool = False,
+        **detail: Any,
     ) -> AbstractContextManager[None]:
         """A fault made of shell commands, (host, start, undo) per host: before its start each host keeps the
         undo and arms its dead-man timer; the undo disarms the timer and runs it, on every host armed (the
-        errors of all of them reported together)."""
+        errors of all of them reported together). ``privileged``: both run with every privilege root has on
+        the host (:meth:`backends.HostBackend.run_privileged`: mounts in a container)."""
         fault_id = f"{name}-{secrets.token_hex(4)}"
         bound = self.fault_bound_s
         armed: list[Host] = []
+
+        def run(h: Host, command: str) -> Any:
+            if privileged:
+                return backends.backend_for(h).run_privileged(h, command, check=True)
+            return self.cluster.run(h, command, check=True)
 
         def start() -> None:
             for h, start_cmd, undo_cmd in plans:
                 armed.append(h)  # before the command: a start that fails half-way is undone here too
                 # One round trip: the timer is armed, then the fault starts (only if the arming worked).
                 both = f"{commands.arm(fault_id, undo_cmd, bound)} && {{ {start_cmd}\n}}"
-                out = self.cluster.run(h, both, check=True)
+                out = run(h, both)
                 if commands.NO_TIMER in (out.stdout or "") and bound > 0 and h.name not in self._untimed:
                     self._untimed.add(h.name)
                     log.warning(
@@ -142,9 +182,15 @@ class Nemesis:
             errors = []
             for h in armed:
                 try:
-                    self._sh(h, commands.disarm_and_undo(fault_id, bound))
+                    out = run(h, commands.disarm_and_undo(fault_id, bound))
                 except Exception as exc:
                     errors.append(str(exc))
+                    continue
+                if commands.UNDONE_EARLY in (out.stdout or ""):
+                    errors.append(
+                        f"on {h.name}: fault {fault_id} was undone in part before its end: its dead-man timer "
+                        f"fired (bound {bound:g} s, {BOUND_ENV}); this undo finished it"
+                    )
             armed.clear()
             if errors:
                 raise FaultError(f"{name} could not be undone: " + "; ".join(errors))
@@ -187,12 +233,15 @@ class Nemesis:
                 if not backends.backend_for(h).reachable(h):
                     outcome = "not running: nothing of ours is in force there"
                 else:
-                    r = h.run(commands.heal_host(), timeout=timeout)
+                    backend = backends.backend_for(h)
+                    # Privileged: a disk fault's undo unmounts, which a plain exec in a container cannot.
+                    r = backend.run_privileged(h, commands.heal_host(), timeout=timeout)
                     if r.rc == 124:
                         unhealed[h.name] = f"no answer within {timeout:g} s"
                     elif not r.ok:
                         lines = (r.stderr or r.stdout or "").strip().splitlines()
                         unhealed[h.name] = f"exit {r.rc}: {lines[-1] if lines else 'no output'}"
+                    backend.restore_limits(h)  # limits a pressure fault wrote on the controller
             except Exception as exc:  # an unreachable host must not stop the others from being healed
                 unhealed[h.name] = f"{type(exc).__name__}: {exc}"
             if h.name in unhealed:
@@ -263,6 +312,108 @@ class Nemesis:
                 raise FaultError(f"POST /switchover answered {code}: {body}")
 
         return self._fault("switchover", start, lambda: None, host=h.name, leader=h.name, candidate=candidate)
+
+    # -- resource faults: the clock, a full disk, CPU and memory ---------------------------------------------
+    def _faketime(self, h: Host, name: str) -> str:
+        lib: str = h.run(commands.find_faketime()).stdout.strip()
+        if not lib:
+            raise FaultError(
+                f"{name}: libfaketime is not installed on {h.name}: keep libfaketime in "
+                "common_fault_tool_packages (role common) and run the playbook, or apt-get install libfaketime"
+            )
+        return lib
+
+    def clock_skew(self, host: HostLike, service: str, offset_s: float) -> AbstractContextManager[None]:
+        """Run ``service`` with its clocks ``offset_s`` seconds off (negative: behind) from its restart to the
+        end of the block, through libfaketime: a runtime drop-in of the unit
+        (``/run/systemd/system/<unit>.d/gauntlet-clock.conf``) sets LD_PRELOAD and the offset file
+        (``/run/gauntlet/clock-<unit>``), then the unit restarts. On exit the drop-in and the file go, and the
+        unit restarts on the real clock. libfaketime fakes the clocks of dynamically linked programs only:
+        the reference server (python3) and C servers see the offset; Go binaries (etcd) do not call libc for
+        the time and ignore it. Measured under python3: time.time() and time.monotonic() both move by the
+        offset (libfaketime fakes CLOCK_MONOTONIC too). Needs the libfaketime package on the host
+        (``common_fault_tool_packages``); a missing one is a FaultError naming the fix."""
+        h = self._host(host)
+        try:
+            s, u = commands.clock_offset(service, offset_s, self._faketime(h, "clock_skew"))
+        except ValueError as exc:
+            raise FaultError(f"clock_skew: {exc}") from None
+        return self._host_fault("clock_skew", [(h, s, u)], host=h.name, service=service, offset_s=offset_s)
+
+    def clock_jump(self, host: HostLike, service: str, jump_s: float) -> AbstractContextManager[None]:
+        """Make the clocks of a running ``service`` jump by ``jump_s`` seconds (negative: back) without a
+        restart: as :meth:`clock_skew` with no offset, then, once the unit is active again and its process
+        has read the real time, the offset file is rewritten to ``jump_s`` (the process reads it again
+        within a second). Measured under python3: time.time() and time.monotonic() both jump, backwards too
+        (a monotonic clock that goes back: what a real one never does, and code that trusts it may not
+        survive). Go binaries (etcd) ignore libfaketime. Undone as :meth:`clock_skew` is."""
+        h = self._host(host)
+        try:
+            s, u = commands.clock_jump(service, jump_s, self._faketime(h, "clock_jump"))
+        except ValueError as exc:
+            raise FaultError(f"clock_jump: {exc}") from None
+        return self._host_fault("clock_jump", [(h, s, u)], host=h.name, service=service, jump_s=jump_s)
+
+    def disk_full(
+        self, host: HostLike, path: str, service: str, headroom_kb: int = DISK_HEADROOM_KB
+    ) -> AbstractContextManager[DiskSpace]:
+        """The disk under a member's data directory ``path`` fills up while ``service`` runs on it: the unit
+        stops; a tmpfs of (what ``path`` uses + ``headroom_kb``) KiB is mounted on a staging directory under
+        /run/gauntlet/; ``path`` is copied there (``cp -a``) and the copy bound over ``path``; the unit
+        starts; a filler file fills the tmpfs until ENOSPC. The block gets a :class:`DiskSpace` whose
+        ``release()`` deletes the filler (space returns, the mount stays): a check can measure the service
+        coming back between release and exit. On exit: the filler goes; the unit stops; the bind is unmounted
+        (the real directory is back) and its contents replaced by the tmpfs copy (what the service wrote
+        during the fault survives); the tmpfs is unmounted; the unit starts.
+
+        Mounting needs CAP_SYS_ADMIN: container hosts run these commands with ``podman exec --privileged``,
+        SSH hosts as root. The dead-man timer in a container has no CAP_SYS_ADMIN and cannot unmount: after
+        the bound it only deletes the filler and starts the unit again (on the tmpfs); ``gauntlet heal`` (run
+        on the controller, privileged) does the full undo, and so does the block's own exit, which then fails
+        saying the fault was undone in part before its end. On SSH hosts the timer does the full undo. The
+        tmpfs lives in RAM: keep data directories small. Files a service preallocated (etcd's WAL) take
+        writes without new space and do not fail."""
+        h = self._host(host)
+        try:
+            plan = commands.disk_full(path, service, secrets.token_hex(4), headroom_kb)
+        except ValueError as exc:
+            raise FaultError(str(exc)) from None
+        fault = self._host_fault(
+            "disk_full",
+            [(h, plan.start, plan.undo)],
+            privileged=True,
+            host=h.name,
+            path=path,
+            service=service,
+            headroom_kb=headroom_kb,
+        )
+        return _holding(fault, DiskSpace(self, h, plan.release, path))
+
+    def pressure(
+        self, host: HostLike, cpu: float | None = None, memory_mb: int | None = None
+    ) -> AbstractContextManager[None]:
+        """Hold a host to ``cpu`` CPUs (0.2: a fifth of one) and/or ``memory_mb`` MiB for the block. Container
+        hosts: the container's own cgroup v1 limits (cpu.cfs_quota_us = cpu x cfs_period_us,
+        memory.limit_in_bytes and memory.memsw.limit_in_bytes), written on the controller; the old values are
+        read first, kept in the container (/run/gauntlet/faults/<tag>.limits, for ``gauntlet heal``: no
+        dead-man timer can run on the controller) and written back exactly on exit. SSH hosts: a stress unit
+        (``gauntlet-stress-<tag>``) with 2 x nproc busy loops when ``cpu`` is given and ``memory_mb`` MiB held
+        resident, stopped on exit or by systemd after the fault bound (RuntimeMaxSec, its dead-man)."""
+        h = self._host(host)
+        if cpu is None and memory_mb is None:
+            raise FaultError("pressure needs cpu= (CPUs, e.g. 0.2) or memory_mb= (MiB), or both")
+        if memory_mb is not None and (not isinstance(memory_mb, int) or memory_mb <= 0):
+            raise FaultError(f"pressure: memory_mb must be a positive number of MiB, not {memory_mb!r}")
+        if cpu is not None:
+            cpus = backends.nproc(h)
+            if not 0 < cpu <= cpus:
+                raise FaultError(f"pressure: cpu must be in (0, {cpus}] (the CPUs {h.name} has), not {cpu:g}")
+        tag = secrets.token_hex(4)
+        plan = backends.backend_for(h).pressure(h, cpu, memory_mb, tag, self.fault_bound_s)
+        detail: dict[str, Any] = {"host": h.name, "cpu": cpu, "memory_mb": memory_mb, "how": plan.how}
+        if plan.commands:  # SSH hosts: a unit on the host itself, which heals itself as well
+            return self._host_fault("pressure", [(h, *plan.commands)], **detail)
+        return self._fault("pressure", plan.start, plan.undo, **detail)
 
     # -- network faults ----------------------------------------------------------------------------------
     # Every rule names cluster peers' addresses only: the controller's own traffic is never matched (a host
