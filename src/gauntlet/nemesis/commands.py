@@ -467,13 +467,17 @@ class DiskFull:
     filler: str
 
 
+# How much larger the tmpfs grows when a full disk's space returns (KiB).
+RELEASE_KB = 64 * 1024
+
+
 def disk_full(path: str, service: str, tag: str, headroom_kb: int = 4096) -> DiskFull:
     """The commands of a full disk under ``path`` (a data directory) for ``service``:
 
     start: stop the unit; mount a tmpfs of (the KiB ``path`` uses + ``headroom_kb``) on a staging directory of
     ours (``/run/gauntlet/disk-<tag>``); copy ``path`` into it (``cp -a``: owner, mode, times kept); bind that
     copy over ``path``; start the unit; fill the tmpfs with a filler file (beside the copy, not in it) until
-    ENOSPC. release: delete the filler (space returns, the mount stays). undo: delete the filler; stop the
+    ENOSPC. release: delete the filler and grow the tmpfs by ``RELEASE_KB`` (space returns, the mount stays). undo: delete the filler; stop the
     unit; unmount the bind (the real directory is back); replace the real directory's contents with the
     tmpfs copy (what the service wrote during the fault survives); unmount the tmpfs; start the unit.
 
@@ -530,7 +534,11 @@ def disk_full(path: str, service: str, tag: str, headroom_kb: int = 4096) -> Dis
             f"systemctl start {unit}",
         ]
     )
-    return DiskFull(start, f"rm -f {filler}", undo, stage, filler)
+    # Space returns as when an operator frees a lot of it or grows the volume: the filler goes and the tmpfs
+    # grows by RELEASE_KB. Deleting the filler alone gives back only the headroom the service already ate
+    # into (seen here: the Raft KV's journal, doubling to 8 MiB, still found no space after that).
+    grow = f"mount -o remount,size=$(( $(df --output=size -k {stage} | tail -n 1) + {RELEASE_KB} ))k {stage}"
+    return DiskFull(start, f"rm -f {filler} && {grow}", undo, stage, filler)
 
 
 STRESS_UNIT_PREFIX = "gauntlet-stress-"

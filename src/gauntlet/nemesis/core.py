@@ -70,7 +70,7 @@ DISK_HEADROOM_KB = 4096
 
 class DiskSpace:
     """What a :meth:`Nemesis.disk_full` block holds: ``release()`` gives the space back (the filler is
-    deleted; the tmpfs stays mounted until the block ends), recorded in the history as a mark
+    deleted and the tmpfs grown by 64 MiB; it stays mounted until the block ends), recorded in the history as a mark
     ``disk_full:release``."""
 
     def __init__(self, nemesis: Nemesis, host: Host, release_command: str, path: str) -> None:
@@ -81,7 +81,8 @@ class DiskSpace:
         """Delete the filler: writes under ``path`` succeed again. Once; a second call does nothing."""
         if self.released:
             return
-        self._host.run(self._command, check=True)
+        # growing the tmpfs is a remount: CAP_SYS_ADMIN, like the mount itself
+        backends.backend_for(self._host).run_privileged(self._host, self._command, check=True)
         self.released = True
         self._nemesis.history.mark("disk_full:release", host=self._host.name, path=self.path)
 
@@ -361,7 +362,7 @@ class Nemesis:
         stops; a tmpfs of (what ``path`` uses + ``headroom_kb``) KiB is mounted on a staging directory under
         /run/gauntlet/; ``path`` is copied there (``cp -a``) and the copy bound over ``path``; the unit
         starts; a filler file fills the tmpfs until ENOSPC. The block gets a :class:`DiskSpace` whose
-        ``release()`` deletes the filler (space returns, the mount stays): a check can measure the service
+        ``release()`` deletes the filler and grows the tmpfs (space returns, the mount stays): a check can measure the service
         coming back between release and exit. On exit: the filler goes; the unit stops; the bind is unmounted
         (the real directory is back) and its contents replaced by the tmpfs copy (what the service wrote
         during the fault survives); the tmpfs is unmounted; the unit starts.
