@@ -30,6 +30,7 @@ from gauntlet.topology import write_topology
 # Which inventory groups each marker needs; a test with the marker is skipped when one is missing.
 MARKER_GROUPS: dict[str, tuple[str, ...]] = {
     "etcd": ("etcd",),
+    "nats": ("nats",),
     "patroni": ("postgres",),
     "haproxy": ("haproxy", "postgres"),
     "pgbouncer": ("haproxy", "postgres"),

@@ -406,3 +406,42 @@ def test_the_stress_process_holds_its_memory_and_says_ready(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("how", ["truncate", "bitflip"])
+def test_corrupt_newest_damages_only_the_newest_matching_file(tmp_path, how):
+    """The newest block by version sort (2.blk before 10.blk) is cut to half or has one bit flipped; the
+    others are untouched; the command prints the file and its old size."""
+    from gauntlet.nemesis import commands as c
+
+    blocks = {n: bytes(range(256)) * 4 for n in ("1.blk", "2.blk", "10.blk")}
+    for name, data in blocks.items():
+        (tmp_path / name).write_bytes(data)
+    r = subprocess.run(
+        ["sh", "-c", c.corrupt_newest(f"{tmp_path}/*.blk", how)], capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(tmp_path / "10.blk"), "1024"]
+    damaged = (tmp_path / "10.blk").read_bytes()
+    if how == "truncate":
+        assert damaged == blocks["10.blk"][:512]
+    else:
+        diff = [i for i, (a, b) in enumerate(zip(damaged, blocks["10.blk"], strict=True)) if a != b]
+        assert diff == [512] and damaged[512] ^ blocks["10.blk"][512] == 0x10
+    assert (tmp_path / "1.blk").read_bytes() == blocks["1.blk"] == (tmp_path / "2.blk").read_bytes()
+
+
+def test_corrupt_refuses_nothing_to_damage_and_bad_input(tmp_path):
+    from gauntlet.nemesis import commands as c
+
+    r = subprocess.run(
+        ["sh", "-c", c.corrupt_newest(f"{tmp_path}/*.blk", "truncate")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 1 and "no file matches" in r.stderr
+    with pytest.raises(ValueError, match="truncate or bitflip"):
+        c.corrupt_newest("/var/lib/nats/*.blk", "zero")
+    with pytest.raises(ValueError, match="absolute glob"):
+        c.corrupt_newest("relative/*.blk", "truncate")

@@ -215,8 +215,10 @@ class NatsClient:
         try:
             return fut.result(timeout + FACADE_SLACK_S)
         except TimeoutError:
+            # The loop did not finish the call in time (a connect to a dead member, an ack that never came):
+            # it may or may not have taken effect. An outcome, not a crash of the caller's thread.
             fut.cancel()
-            raise
+            raise Info(f"no answer within {timeout + FACADE_SLACK_S:.0f}s (call cancelled)") from None
 
     def close(self) -> None:
         """Close every connection and stop the loop."""
@@ -250,17 +252,23 @@ class NatsClient:
             return None
 
         try:
-            nc = await nats.connect(
-                servers=[f"tls://{m.host}:{m.port}"],
-                tls=self._ctx,
-                user=self.user,
-                password=self.password,
-                connect_timeout=self.connect_timeout,
-                allow_reconnect=False,
-                max_reconnect_attempts=0,
-                dont_randomize=True,
-                error_cb=quiet,
-                name="gauntlet",
+            # nats-py's first connect retries a refused server for ever whatever allow_reconnect says (seen
+            # here: max_reconnect_attempts=0 means no limit), so one attempt is bounded from outside.
+            nc = await asyncio.wait_for(
+                nats.connect(
+                    servers=[f"tls://{m.host}:{m.port}"],
+                    tls=self._ctx,
+                    user=self.user,
+                    password=self.password,
+                    connect_timeout=self.connect_timeout,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0.1,
+                    dont_randomize=True,
+                    error_cb=quiet,
+                    name="gauntlet",
+                ),
+                self.connect_timeout + 1.0,
             )
         except Exception as exc:  # nothing was sent: any operation that needed it certainly did not happen
             raise Fail(f"cannot connect to {m.host}:{m.port}: {type(exc).__name__}: {exc}", member) from exc
@@ -395,18 +403,16 @@ class NatsClient:
         self, history: History | None, process: str, member: str, subject: str, data: bytes
     ) -> Result:
         """:meth:`publish`, recorded as f ``publish`` with the payload (text) as value; an ``ok`` completion's
-        value is ``[payload, seq]``."""
-        value = data.decode(errors="replace")
-        out = record(
+        value is the acknowledgement ``{"seq": stream sequence}`` (the queue checker's convention)."""
+        return record(
             history,
             process,
             "publish",
-            lambda: [value, self.publish(member, subject, data)],
-            value=value,
+            lambda: {"seq": self.publish(member, subject, data)},
+            value=data.decode(errors="replace"),
             key=subject,
             returns_value=True,
         )
-        return out
 
     def recorded_fetch(
         self,
@@ -418,15 +424,30 @@ class NatsClient:
         batch: int = 100,
         wait: float = 1.0,
     ) -> Result:
-        """:meth:`fetch`, recorded as f ``fetch``; an ``ok`` completion's value is ``[[seq, payload], ...]``."""
+        """:meth:`fetch`, recorded as f ``consume`` keyed by the durable (the queue checker's convention); an
+        ``ok`` completion's value is ``[[seq, payload], ...]`` in delivery order."""
         return record(
             history,
             process,
-            "fetch",
+            "consume",
             lambda: [
                 [seq, data.decode(errors="replace")]
                 for seq, data in self.fetch(member, stream, durable, batch, wait)
             ],
+            key=durable,
+            returns_value=True,
+            read_only=True,
+        )
+
+    def recorded_read_log(self, history: History | None, member: str, stream: str) -> Result:
+        """:meth:`read_log`, recorded as f ``read_log`` naming the replica (the queue checker's final read);
+        an ``ok`` completion's value is ``[[seq, payload], ...]``."""
+        return record(
+            history,
+            f"read-log-{member}",
+            "read_log",
+            lambda: [[seq, data.decode(errors="replace")] for seq, data in self.read_log(member, stream)],
+            value=member,
             key=stream,
             returns_value=True,
             read_only=True,

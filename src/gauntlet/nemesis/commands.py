@@ -467,6 +467,32 @@ class DiskFull:
     filler: str
 
 
+# Damage to a stopped member's data file, as Jepsen did to NATS (2025): half the file cut off, or one bit flipped
+# in its middle. python3 is on every host Ansible manages.
+CORRUPTIONS = ("truncate", "bitflip")
+_GLOB = re.compile(r"/[A-Za-z0-9._@+/*-]*")
+_FLIP = (
+    "import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); i = len(b) // 2; b[i] ^= 0x10; "
+    "open(p, 'wb').write(b)"
+)
+
+
+def corrupt_newest(pattern: str, how: str) -> str:
+    """Damage the newest file (by version sort of the name) that the glob ``pattern`` matches: ``truncate`` cuts
+    it to half its size, ``bitflip`` flips one bit in its middle byte. Prints the file and its size before."""
+    if how not in CORRUPTIONS:
+        raise ValueError(f"corruption must be {' or '.join(CORRUPTIONS)}, not {how!r}")
+    if not _GLOB.fullmatch(pattern) or "/../" in f"{pattern}/":
+        raise ValueError(f"corrupt needs an absolute glob of plain characters, not {pattern!r}")
+    damage = 'truncate -s $((size / 2)) "$f"' if how == "truncate" else f'python3 -c "{_FLIP}" "$f"'
+    return (
+        f"f=$(ls -1 {pattern} 2>/dev/null | sort -V | tail -n 1); "
+        f"[ -n \"$f\" ] || {{ echo 'gauntlet: no file matches {pattern}' >&2; exit 1; }}; "
+        f'size=$(stat -c %s "$f"); [ "$size" -gt 1 ] || {{ echo "gauntlet: $f is empty" >&2; exit 1; }}; '
+        f'{damage} && echo "$f $size"'
+    )
+
+
 # How much larger the tmpfs grows when a full disk's space returns (KiB).
 RELEASE_KB = 64 * 1024
 

@@ -299,6 +299,23 @@ class Nemesis:
             "postgres_crash", lambda: self._sh(h, commands.kill_postmaster()), lambda: None, host=h.name
         )
 
+    def corrupt_file(self, host: HostLike, pattern: str, how: str) -> AbstractContextManager[None]:
+        """Damage the newest data file matching the glob ``pattern`` on a host -- ``truncate``: cut to half its
+        size, ``bitflip``: one bit of its middle byte flipped -- as Jepsen did to a stopped minority member of
+        NATS JetStream. Stop the service first (e.g. inside :meth:`kill`) and start it after. An instant
+        fault: the damage is the point and is not undone; the history marks which file and its old size."""
+        h = self._host(host)
+        try:
+            command = commands.corrupt_newest(pattern, how)
+        except ValueError as exc:
+            raise FaultError(f"corrupt_file: {exc}") from None
+
+        def start() -> None:
+            damaged = h.run(command, check=True).stdout.strip()
+            self.history.mark("corrupt_file:damaged", host=h.name, how=how, file=damaged)
+
+        return self._fault("corrupt_file", start, lambda: None, host=h.name, pattern=pattern, how=how)
+
     def switchover(self, host: HostLike, api: SwitchoverAPI, candidate: str) -> AbstractContextManager[None]:
         """A planned Patroni switchover from the leader ``host`` to ``candidate`` through the REST API
         (``POST /switchover`` with credentials; ``api`` is the leader's). Nothing to undo: the new leader
