@@ -541,7 +541,7 @@ def disk_full(path: str, service: str, tag: str, headroom_kb: int = 4096) -> Dis
         ]
     )
     cannot_unmount = (
-        f"systemctl start {unit}; touch {early}; echo 'gauntlet: cannot unmount {path} here (no CAP_SYS_ADMIN: "
+        f"systemctl reset-failed {unit} 2>/dev/null; systemctl start {unit}; touch {early}; echo 'gauntlet: cannot unmount {path} here (no CAP_SYS_ADMIN: "
         f"a dead-man timer in a container): filler deleted, {unit} started on the tmpfs; gauntlet heal (from "
         "the controller) finishes the undo' >&2; exit 1"
     )
@@ -557,6 +557,9 @@ def disk_full(path: str, service: str, tag: str, headroom_kb: int = 4096) -> Dis
             f"if {_mounted(stage, source)}; then umount {stage} || exit 1; fi",
             f"rmdir {stage} 2>/dev/null",
             f"if [ -f {early} ]; then rm -f {early}; echo {UNDONE_EARLY}; fi",
+            # a service that crash-looped on the full disk may have hit systemd's start limit (seen in CI: the
+            # Raft KV, SIGBUS on its mapped journal): "start of the service was attempted too often"
+            f"systemctl reset-failed {unit} 2>/dev/null",
             f"systemctl start {unit}",
         ]
     )
