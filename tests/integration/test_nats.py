@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from checklib.nats import Stream, Traffic, final_reads, unit, verdict_of
+from checklib.nats import CATCH_UP_S, Stream, Traffic, final_reads, unit, verdict_of
 from gauntlet.bench import Bench
 from gauntlet.checkers.verdict import Verdict
 from gauntlet.clients.nats import NatsClient, for_cluster
@@ -40,16 +40,23 @@ def nc(cluster: Cluster):
     client.close()
 
 
-def judge(verdict: Verdict, what: str) -> None:
+def judge(verdict: Verdict, what: str, behind: dict[str, int]) -> None:
     """Pass on a valid verdict; fail on a lost acknowledged message, a phantom, or an unknown verdict. When the
     one broken promise is one total order -- two replicas' own logs (their block files) hold different
     messages at one sequence while every acknowledged message was still read -- the check is reported as an
     expected failure with the evidence, not hidden: seen here with nats-server 2.9.10 after a kill, a pause or
     an isolation of the stream leader (its unacknowledged tail stays in its files at sequences the new leader
     gave to other messages) and after a bit flipped in a stopped follower's newest block (a hole). Whether the
-    server would serve those records (as leader) is not yet shown."""
-    if verdict:
+    server would serve those records (as leader) is not yet shown. A valid verdict with a minority replica
+    that never caught up (``behind``: its own blocks end before the stream's last sequence, seen over SSH after
+    a bit flip) is an expected failure too: the stream lost a replica's redundancy without saying so."""
+    if verdict and not behind:
         return
+    if verdict:
+        pytest.xfail(
+            f"nats-server left a replica behind {what}: last sequence each held {behind}, "
+            f"{CATCH_UP_S:.0f}s after heal (nothing acknowledged lost): {verdict}"
+        )
     broken = {p.check for p in verdict.parts if p.valid is False}
     if broken == {"one_total_order"}:
         pytest.xfail(
@@ -96,7 +103,7 @@ def test_no_acknowledged_message_lost_when_the_stream_leader_fails(
         traffic.wait_acks(ACKS, 60, "acknowledged publishes after heal")
     finally:
         traffic.stop()
-    final_reads(stream, history)
+    behind = final_reads(stream, history)
     verdict = verdict_of(history)
     lost = int(verdict.figures.get("lost", 0) or 0)
     bench.record("nats_acked_publishes_per_second", round(ACKS / before_s, 1), "msg/s", producers=2)
@@ -104,7 +111,7 @@ def test_no_acknowledged_message_lost_when_the_stream_leader_fails(
         "nats_first_ack_after_leader_fault_seconds", round(resumed_s, 2), "s", fault=fault, new_leader=new
     )
     bench.record("nats_messages_lost", lost, "messages", fault=fault, acknowledged=traffic.acked)
-    judge(verdict, f"under {fault} of the stream leader {old}")
+    judge(verdict, f"under {fault} of the stream leader {old}", behind)
 
 
 @pytest.mark.parametrize("how", ["truncate", "bitflip"])
@@ -128,10 +135,10 @@ def test_a_minority_members_damaged_data_file_loses_no_acknowledged_message(
         traffic.wait_acks(ACKS, 60, f"acknowledged publishes with {victim} back on its damaged file")
     finally:
         traffic.stop()
-    final_reads(stream, history)
+    behind = final_reads(stream, history)
     verdict = verdict_of(history)
     lost = int(verdict.figures.get("lost", 0) or 0)
     bench.record(
         "nats_messages_lost", lost, "messages", fault=f"{how}_minority_file", acknowledged=traffic.acked
     )
-    judge(verdict, f"after {how} of {victim}'s newest block")
+    judge(verdict, f"after {how} of {victim}'s newest block", behind)
