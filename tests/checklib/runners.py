@@ -1,0 +1,155 @@
+"""Helpers of the entity-runtime checks (tests/integration/test_runners.py): the runners' client, waiting
+for every shard to have an owner, keys on a chosen runner's shards, and recorded load beside the faults."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+import zlib
+
+from gauntlet.bench import wait_for
+from gauntlet.clients.runner import GROUP, RunnerClient
+from gauntlet.cluster import Cluster
+from gauntlet.history import History
+
+READY_S = 90.0
+# Load threads stop by themselves after this long, or this many operations each, even if the check failed.
+LOAD_MAX_S = 180.0
+LOAD_MAX_OPS = 20000
+
+
+def unit(cluster: Cluster, host: str) -> str:
+    """The runner's systemd unit (the custom_server role's custom_server_service_name)."""
+    return str(cluster[host].setting("custom_server_service_name"))
+
+
+def runners(cluster: Cluster) -> list[str]:
+    return [h.name for h in cluster.group(GROUP)]
+
+
+def shard_map(rc: RunnerClient, via: str) -> dict[int, str]:
+    """shard -> owner, as runner ``via`` sees it."""
+    return {int(s): str(r) for s, r in rc.shards(via)["map"].items()}
+
+
+def wait_for_owners(rc: RunnerClient, members: list[str], timeout: float = READY_S) -> dict[int, str]:
+    """Wait until each of ``members`` is healthy, every shard is owned by one of them, they agree on the
+    shard map and on the singleton's holder; the map."""
+    shards: dict[str, int] = {}
+
+    def agreed() -> dict[int, str] | None:
+        views = [rc.shards(m) for m in members]
+        maps = [{int(s): r for s, r in v["map"].items()} for v in views]
+        owned = {int(s): v["runner"] for v in views for s in v["owned"]}
+        n = shards.setdefault("n", max(len(m) for m in maps))
+        holders = {v["singleton"] for v in views}
+        if len(owned) == n and all(m == owned for m in maps) and len(holders) == 1 and None not in holders:
+            return owned
+        return None
+
+    result: dict[int, str] = wait_for(agreed, timeout, 0.5, f"every shard owned by one of {members}")
+    return result
+
+
+def keys_on(owner: str, shards: dict[int, str], count: int, prefix: str) -> list[str]:
+    """``count`` entity ids whose shard (crc32(id) % shards, the runtime's rule) ``owner`` holds."""
+    n = len(shards)
+    out: list[str] = []
+    tag = uuid.uuid4().hex[:6]
+    i = 0
+    while len(out) < count:
+        name = f"{prefix}-{tag}-{i}"
+        if shards.get(zlib.crc32(name.encode()) % n) == owner:
+            out.append(name)
+        i += 1
+    return out
+
+
+def spread_keys(count: int, prefix: str) -> list[str]:
+    tag = uuid.uuid4().hex[:6]
+    return [f"{prefix}-{tag}-{i}" for i in range(count)]
+
+
+class Load:
+    """Workers incrementing and reading ``keys`` (and asking the singleton for numbers) through randomly
+    chosen runners, each a process of the history, until stopped."""
+
+    def __init__(
+        self,
+        rc: RunnerClient,
+        history: History,
+        members: list[str],
+        keys: list[str],
+        *,
+        workers: int = 6,
+        sequence: bool = False,
+        seed: int = 7,
+    ) -> None:
+        self.rc, self.history, self.members, self.keys = rc, history, members, keys
+        self.sequence = sequence
+        self.ok = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(
+                target=self._loop,
+                args=(rc.for_process(f"w{i}", history), random.Random(seed + i)),
+                daemon=True,
+                name=f"load-w{i}",
+            )
+            for i in range(workers)
+        ]
+        self.started = 0.0
+
+    def _loop(self, c: RunnerClient, rng: random.Random) -> None:
+        deadline = time.monotonic() + LOAD_MAX_S
+        for _ in range(LOAD_MAX_OPS):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                break
+            member = rng.choice(self.members)
+            key = rng.choice(self.keys)
+            roll = rng.random()
+            if self.sequence and roll < 0.2:
+                r = c.next_seq(member)
+            elif roll < 0.7:
+                r = c.increment(member, key)
+            else:
+                r = c.read_counter(member, key)
+            if r is not None:
+                with self._lock:
+                    self.ok += 1
+            else:
+                time.sleep(0.05)  # a refused call: do not spin on a runner that is down
+        c.transport.close()
+
+    def start(self) -> Load:
+        self.started = time.monotonic()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def wait_ok(self, n: int, timeout: float, what: str) -> float:
+        """Wait for ``n`` more ok operations; the seconds it took."""
+        with self._lock:
+            start = self.ok
+        t0 = time.monotonic()
+        wait_for(lambda: self.ok - start >= n, timeout, 0.05, f"{n} more ok operations {what}")
+        return time.monotonic() - t0
+
+    def stop(self) -> float:
+        """Stop the workers; the ok operations per second over the run."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+        return self.ok / max(0.001, time.monotonic() - self.started)
+
+
+def final_counter_reads(rc: RunnerClient, members: list[str], keys: list[str]) -> None:
+    """Each counter read once more through a live runner (the counter checker's final read)."""
+    c = rc.for_process("final")
+    for key in keys:
+        wait_for(
+            lambda key=key: c.read_counter(random.choice(members), key) is not None, 60, 0.2, f"read {key}"
+        )
