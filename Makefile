@@ -6,7 +6,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # The topologies `make test` runs, in CI order: those whose molecule/<name>/topology.yml says `ci: make-test`
 # (`python -m gauntlet.topologies list --make-test`; tests/unit/test_topologies.py holds this line equal to
 # it). patroni and cache run in the CI matrix only: default runs every one of their checks.
-SCENARIOS ?= etcd redis_cluster custom default citus
+SCENARIOS ?= etcd redis_cluster custom default citus runners
 REPORT ?= report
 
 .PHONY: setup demo test lint unit scenarios scenario-citus build clean clean-hosts staging-proof lock

@@ -25,3 +25,8 @@ def raftkv_api() -> dict[str, Any]:
 def etcd_api() -> dict[str, Any]:
     """etcd's JSON gateway's declaration (the etcd scenario)."""
     return declaration("etcd", "etcd")
+
+
+def runner_api() -> dict[str, Any]:
+    """The reference entity-runtime server's declaration (the runners scenario)."""
+    return declaration("runners", "custom_server")

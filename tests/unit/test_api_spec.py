@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from checklib.declarations import etcd_api, raftkv_api
+from checklib.declarations import etcd_api, raftkv_api, runner_api
 from gauntlet import api_spec
 from gauntlet.api_spec import DeclarationError
 
@@ -19,10 +19,32 @@ def error_of(raw: Any) -> str:
     return line
 
 
-def test_both_shipped_declarations_load() -> None:
-    for raw in (raftkv_api(), etcd_api()):
+def test_every_shipped_declaration_loads() -> None:
+    for raw in (raftkv_api(), etcd_api(), runner_api()):
         spec = api_spec.load(raw)
         assert set(api_spec.REQUIRED) <= set(spec.operations)
+        for workload in spec.workloads:
+            assert set(api_spec.WORKLOAD_NEEDS[workload]) <= set(spec.operations), (spec.name, workload)
+
+
+def test_the_runner_declaration_classifies_refusals_as_not_applied() -> None:
+    """The entity runtime's refusals (503 not-applied, 409 fenced) certainly changed nothing; a timeout may
+    have; its status names the singleton's holder as the leader."""
+    spec = api_spec.load(runner_api())
+    assert spec.workloads == ("register", "counter", "unique_ids")
+    for name in ("write", "increment", "next_id"):
+        op = spec.op(name)
+        assert op.classify(503, {"outcome": "not-applied"}).outcome == "fail", name
+        assert op.classify(409, {"outcome": "fenced"}).outcome == "fail", name
+        assert op.classify(504, {}).outcome == "info", name
+    assert spec.op("read").classify(404, {}).absent
+    assert spec.op("read_counter").decode == "int"
+    inc = spec.op("increment")
+    assert inc.body is not None and inc.body.render({"key": "c", "delta": 2}) == {"delta": 2}
+    assert spec.op("read").path.render({"key": "e/1"}) == "/kv/e%2F1/v"
+    assert spec.status.is_leader is not None
+    assert spec.status.is_leader.search({"runner": "runner2", "singleton": "runner2"})
+    assert not spec.status.is_leader.search({"runner": "runner2", "singleton": None})
 
 
 def test_a_missing_operation_names_it() -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gauntlet.cluster import Cluster
-from gauntlet.nemesis.plants import access, clients, custom, patroni, pgbouncer
+from gauntlet.nemesis.plants import access, clients, custom, patroni, pgbouncer, runner
 
 #: Set by the prover in the check's environment: the defect whose ``patch`` the pytest plugin applies.
 PLANTED_ENV = "GAUNTLET_PLANTED_DEFECT"
@@ -187,6 +187,16 @@ DEFECTS: dict[str, Defect] = {
             ("custom_server",),
             plant=custom.optional_client_certs,
             undo=custom.required_client_certs,
+        ),
+        Defect(
+            "runner_no_fencing",
+            "the entity runtime's writes skipping the fencing-token check ([runner] fencing = false): a runner "
+            "that lost its shard's lease still writes over the new owner's state",
+            "tests/integration/test_runners.py::test_no_acknowledged_increment_lost_when_a_stale_owner_writes",
+            r"lost acknowledged increments",
+            ("custom_server", "etcd", "postgresql_standalone"),
+            plant=runner.no_fencing,
+            undo=runner.fencing,
         ),
     ]
 }
