@@ -399,6 +399,11 @@ def _write(path: str, content: str) -> str:
     return f"printf %s {shlex.quote(content)} > {path}"
 
 
+def write_file(path: str, content: str) -> str:
+    """Shell command that writes ``content`` to ``path`` (replacing it)."""
+    return _write(path, content)
+
+
 def clock_offset(service: str, offset_s: float, faketime: str) -> tuple[str, str]:
     """(start, undo): run ``service`` under libfaketime (``faketime``: the library's path on the host) with its
     clocks ``offset_s`` seconds off (negative: behind), through a runtime drop-in that sets LD_PRELOAD and the

@@ -372,6 +372,21 @@ class Nemesis:
             raise FaultError(f"clock_jump: {exc}") from None
         return self._host_fault("clock_jump", [(h, s, u)], host=h.name, service=service, jump_s=jump_s)
 
+    def jump_clock(self, host: HostLike, service: str, jump_s: float) -> None:
+        """Inside a :meth:`clock_skew` block of the same ``service``: its clocks jump to ``jump_s`` seconds off
+        the real time now (the offset file rewritten; the process reads it within a second), while the test
+        holds what it needs in place -- :meth:`clock_jump` jumps as soon as the unit restarted, before its
+        process holds anything. Measured under python3: a thread in a timed wait at the jump (an Event or
+        lock timeout) wakes ``-jump_s`` seconds late. The block's undo restarts the unit on the real clock.
+        Recorded as a mark."""
+        h = self._host(host)
+        unit = commands.unit_name(service)
+        h.run(
+            commands.write_file(commands.clock_file(unit), commands.faketime_offset(jump_s) + "\n"),
+            check=True,
+        )
+        self.history.mark("clock_jump_now", host=h.name, service=service, jump_s=jump_s)
+
     def disk_full(
         self, host: HostLike, path: str, service: str, headroom_kb: int = DISK_HEADROOM_KB
     ) -> AbstractContextManager[DiskSpace]:
