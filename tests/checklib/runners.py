@@ -35,17 +35,18 @@ def shard_map(rc: RunnerClient, via: str) -> dict[int, str]:
 
 
 def wait_for_owners(rc: RunnerClient, members: list[str], timeout: float = READY_S) -> dict[int, str]:
-    """Wait until each of ``members`` is healthy, every shard is owned by one of them, they agree on the
-    shard map and on the singleton's holder; the map."""
-    shards: dict[str, int] = {}
+    """Wait until every shard is owned by one of ``members``, each of them owns some (a runner that just
+    came back takes its shards from the others), they agree on the shard map and on the singleton's holder;
+    the map."""
+    n = rc.shard_count
 
     def agreed() -> dict[int, str] | None:
         views = [rc.shards(m) for m in members]
         maps = [{int(s): r for s, r in v["map"].items()} for v in views]
         owned = {int(s): v["runner"] for v in views for s in v["owned"]}
-        n = shards.setdefault("n", max(len(m) for m in maps))
         holders = {v["singleton"] for v in views}
-        if len(owned) == n and all(m == owned for m in maps) and len(holders) == 1 and None not in holders:
+        settled = len(owned) == n and all(m == owned for m in maps) and set(owned.values()) == set(members)
+        if settled and len(holders) == 1 and None not in holders:
             return owned
         return None
 
@@ -58,6 +59,8 @@ def keys_on(owner: str, shards: dict[int, str], count: int, prefix: str) -> list
     n = len(shards)
     out: list[str] = []
     tag = uuid.uuid4().hex[:6]
+    if owner not in shards.values():
+        raise ValueError(f"{owner} owns no shard: {shards}")
     i = 0
     while len(out) < count:
         name = f"{prefix}-{tag}-{i}"
@@ -146,9 +149,10 @@ class Load:
         return self.ok / max(0.001, time.monotonic() - self.started)
 
 
-def final_counter_reads(rc: RunnerClient, members: list[str], keys: list[str]) -> None:
-    """Each counter read once more through a live runner (the counter checker's final read)."""
-    c = rc.for_process("final")
+def final_counter_reads(rc: RunnerClient, history: History, members: list[str], keys: list[str]) -> None:
+    """Each counter read once more through a live runner, into ``history`` (the counter checker's final
+    read)."""
+    c = rc.for_process("final", history)
     for key in keys:
         wait_for(
             lambda key=key: c.read_counter(random.choice(members), key) is not None, 60, 0.2, f"read {key}"

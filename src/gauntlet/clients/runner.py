@@ -33,8 +33,10 @@ class RunnerClient(MemberClient):
         connect_timeout: float = 2.0,
         history: History | None = None,
         process: str = "c0",
+        shard_count: int = 32,
     ) -> None:
         self.members = members
+        self.shard_count = shard_count
         self.transport = HttpTransport(
             tls=True,
             ca_file=ca_file,
@@ -48,13 +50,15 @@ class RunnerClient(MemberClient):
     @classmethod
     def from_cluster(cls, cluster: Any, **kwargs: Any) -> RunnerClient:
         """Every runner of the cluster (group custom_server, the role's client port), with the cluster's CA
-        and the tests' client certificate."""
+        and the tests' client certificate; the shard count from the inventory's ``runner_config`` (the
+        [runner] table the scenario renders)."""
         members = [
             Member(h.name, f"{h.address}:{int(h.setting('custom_server_client_port'))}")
             for h in cluster.group(GROUP)
         ]
         kwargs.setdefault("ca_file", cluster.ca_cert)
         kwargs.setdefault("client_cert", cluster.client_cert("gauntlet-client"))
+        kwargs.setdefault("shard_count", int(cluster.setting("runner_config", GROUP)["shards"]))
         return cls(members, **kwargs)
 
     # -- one exchange --------------------------------------------------------------------------------------

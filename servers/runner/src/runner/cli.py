@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 import sys
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("signal %d: shutting down", signum)
         stop.set()
 
+    # SIGUSR1 prints every thread's stack to the journal: what a stuck runner is waiting on.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
