@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Iterable
 
 from gauntlet.bench import wait_for
 from gauntlet.clients.runner import GROUP, RunnerClient
@@ -15,6 +16,8 @@ from gauntlet.cluster import Cluster
 from gauntlet.history import History
 
 READY_S = 90.0
+# A new owner must serve a dead runner's shards within this long (lease_ttl 8 s + rebalance; measured ~8-9 s).
+HANDOVER_BOUND_S = 30.0
 # Load threads stop by themselves after this long, or this many operations each, even if the check failed.
 LOAD_MAX_S = 180.0
 LOAD_MAX_OPS = 20000
@@ -54,6 +57,21 @@ def wait_for_owners(rc: RunnerClient, members: list[str], timeout: float = READY
     return result
 
 
+def shard_of(entity: str, shards: int) -> int:
+    """An entity's shard by the runtime's documented rule (crc32(id) % shards; servers/runner)."""
+    return zlib.crc32(entity.encode()) % shards
+
+
+def wait_for_handover(
+    rc: RunnerClient, shards: Iterable[int], to: list[str], via: str, interval: float, what: str
+) -> float:
+    """Wait until runner ``via`` sees every one of ``shards`` owned by one of ``to``; the seconds it took."""
+    wanted = list(shards)
+    t0 = time.monotonic()
+    wait_for(lambda: all(shard_map(rc, via).get(s) in to for s in wanted), HANDOVER_BOUND_S, interval, what)
+    return time.monotonic() - t0
+
+
 def keys_on(owner: str, shards: dict[int, str], count: int, prefix: str) -> list[str]:
     """``count`` entity ids whose shard (crc32(id) % shards, the runtime's rule) ``owner`` holds."""
     n = len(shards)
@@ -64,7 +82,7 @@ def keys_on(owner: str, shards: dict[int, str], count: int, prefix: str) -> list
     i = 0
     while len(out) < count:
         name = f"{prefix}-{tag}-{i}"
-        if shards.get(zlib.crc32(name.encode()) % n) == owner:
+        if shards.get(shard_of(name, n)) == owner:
             out.append(name)
         i += 1
     return out

@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import random
 import time
-import zlib
 from collections.abc import Iterator
 
 import pytest
 
 from checklib.runners import (
+    HANDOVER_BOUND_S,
     Load,
     final_counter_reads,
     keys_on,
     runners,
     shard_map,
+    shard_of,
     spread_keys,
     unit,
+    wait_for_handover,
     wait_for_owners,
 )
 from gauntlet.bench import Bench, wait_for
@@ -49,8 +51,6 @@ pytestmark = pytest.mark.runners
 CLOCK_BACK_S = -20.0
 # How long the cut holds once the others own the stale owner's shards (within its stale window).
 STALE_HOLD_S = 6.0
-# A new owner must serve a dead runner's shards within this long (lease_ttl 3 s + rebalance; measured ~4 s).
-HANDOVER_BOUND_S = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_no_acknowledged_increment_lost_when_a_stale_owner_writes(
     with nemesis.clock_skew(cluster[victim], unit(cluster, victim), 0):
         owners = wait_for_owners(rc, members)
         keys = keys_on(victim, owners, 3, "stale")
-        shards = {zlib.crc32(k.encode()) % len(owners) for k in keys}
+        shards = {shard_of(k, len(owners)) for k in keys}
         load = Load(rc, history, members, keys, sequence=True).start()
         try:
             load.wait_ok(60, 30, "before the cut")
@@ -102,14 +102,9 @@ def test_no_acknowledged_increment_lost_when_a_stale_owner_writes(
                     0.2,
                     f"{victim} trusting its lease on a clock {CLOCK_BACK_S:+.0f}s back",
                 )
-                t0 = time.monotonic()
-                wait_for(
-                    lambda: all(shard_map(rc, others[0]).get(s) in others for s in shards),
-                    HANDOVER_BOUND_S,
-                    0.2,
-                    f"the others owning {victim}'s shards",
+                taken_s = wait_for_handover(
+                    rc, shards, others, others[0], 0.2, f"the others owning {victim}'s shards"
                 )
-                taken_s = time.monotonic() - t0
                 load.wait_ok(30, 30, f"while {victim} may serve as a stale owner")
                 stale_until = time.monotonic() + STALE_HOLD_S
                 wait_for(lambda: time.monotonic() >= stale_until, STALE_HOLD_S + 1, 0.2, "the stale window")
@@ -151,14 +146,9 @@ def test_each_shard_has_one_owner_at_a_time_when_runners_fail(
         survivors = [m for m in members if m != killed]
         lost = [s for s, o in owners.items() if o == killed]
         with nemesis.kill(cluster[killed], unit(cluster, killed)):
-            t0 = time.monotonic()
-            wait_for(
-                lambda: all(shard_map(rc, survivors[0]).get(s) in survivors for s in lost),
-                HANDOVER_BOUND_S,
-                0.1,
-                f"{killed}'s shards owned by the survivors",
+            handover_s = wait_for_handover(
+                rc, lost, survivors, survivors[0], 0.1, f"{killed}'s shards owned by the survivors"
             )
-            handover_s = time.monotonic() - t0
             load.wait_ok(30, 30, f"with {killed} dead")
         wait_for_owners(rc, members)
         with nemesis.isolate(cluster[isolated]):
@@ -200,7 +190,7 @@ def test_every_timer_fires_even_when_its_runner_dies(
         c.schedule(rng.choice(members), timer, rng.randrange(2000, 5000))
         if n % 4 == 3:
             c.cancel(rng.choice(members), timer)
-    on_victim = sum(1 for t in ids if owners.get(zlib.crc32(t.encode()) % len(owners)) == victim)
+    on_victim = sum(1 for t in ids if owners.get(shard_of(t, len(owners))) == victim)
     with nemesis.kill(cluster[victim], unit(cluster, victim)):
         # every due time passes while the victim is down; its timers fire on the runners that take its shards
         deadline = time.monotonic() + 8

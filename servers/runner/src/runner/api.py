@@ -186,11 +186,13 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, rt.debug()
             case _, ["counter", entity, *rest]:
                 return self._routed(
-                    rt.owner_of(_shard(rt, entity)), lambda: self._counter(method, entity, rest, raw), raw
+                    rt.owner_of(shard_of(entity, rt.shards)),
+                    lambda: self._counter(method, entity, rest, raw),
+                    raw,
                 )
             case _, ["kv", entity, *rest]:
                 return self._routed(
-                    rt.owner_of(_shard(rt, entity)), lambda: self._kv(method, entity, rest, raw), raw
+                    rt.owner_of(shard_of(entity, rt.shards)), lambda: self._kv(method, entity, rest, raw), raw
                 )
             case "GET", ["timers"]:
                 return 200, {"timers": rt.store.timers()}
@@ -201,7 +203,7 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, found[0]
             case "POST", ["timer", timer, *rest]:
                 return self._routed(
-                    rt.owner_of(_shard(rt, timer)), lambda: self._timer(timer, rest, raw), raw
+                    rt.owner_of(shard_of(timer, rt.shards)), lambda: self._timer(timer, rest, raw), raw
                 )
             case "POST", ["singleton", "next"]:
                 return self._routed(rt.singleton_owner(), lambda: (200, rt.next_sequence()), raw)
@@ -338,10 +340,6 @@ class Handler(BaseHTTPRequestHandler):
         raise HTTPError(
             404, {"error": "timer: POST /timer/<id>, POST /timer/<id>/cancel", "outcome": "not-applied"}
         )
-
-
-def _shard(rt: Runtime, entity: str) -> int:
-    return shard_of(entity, rt.shards)
 
 
 def contexts(config: Config) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
