@@ -175,3 +175,11 @@ def final_counter_reads(rc: RunnerClient, history: History, members: list[str], 
         wait_for(
             lambda key=key: c.read_counter(random.choice(members), key) is not None, 60, 0.2, f"read {key}"
         )
+
+
+def final_holders_read(rc: RunnerClient, history: History, via: str) -> None:
+    """The singleton's leader history (``GET /singleton/history``: holder, token, acquired_at, first_seq),
+    read once through runner ``via`` into ``history`` (the singleton_holders checker's final read)."""
+    inv = history.invoke("final", "read_holders", None, "sequencer")
+    record = wait_for(lambda: rc.call(via, "GET", "/singleton/history").get("history"), 30, 0.5, "holders")
+    history.complete(inv, "ok", value=record)

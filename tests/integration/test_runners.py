@@ -4,8 +4,9 @@ in PostgreSQL, every write fenced by its shard's token) under faults, judged fro
 - no acknowledged increment is lost when a stale owner writes: the owner of the counters has its clock
   jump back (so it believes its lease is fresh, and its keepalive sleeps); the others take its shards while
   it keeps serving from its cache -- fencing must refuse its writes;
-- each shard has one owner at a time, and its hand-over takes bounded time, when a runner is killed and
-  another isolated;
+- each shard has one owner at a time, its hand-over takes bounded time, no acknowledged increment is lost
+  and the singleton's leader history shows one holder at a time, when a runner is killed, another isolated
+  and the third's host crashes;
 - every acknowledged, non-cancelled timer fires, even when its runner is killed before the due time; no
   cancelled one does;
 - counters and the singleton's sequence survive a restart of every runner.
@@ -27,6 +28,7 @@ from checklib.runners import (
     HANDOVER_BOUND_S,
     Load,
     final_counter_reads,
+    final_holders_read,
     keys_on,
     runners,
     shard_map,
@@ -37,7 +39,7 @@ from checklib.runners import (
     wait_for_owners,
 )
 from gauntlet.bench import Bench, wait_for
-from gauntlet.checkers import counter, increasing, one_owner_at_a_time, timers, unique_ids
+from gauntlet.checkers import counter, increasing, one_owner_at_a_time, singleton_holders, timers, unique_ids
 from gauntlet.checkers.verdict import Verdict
 from gauntlet.clients.runner import RunnerClient
 from gauntlet.cluster import Cluster
@@ -136,9 +138,13 @@ def test_no_acknowledged_increment_lost_when_a_stale_owner_writes(
 def test_each_shard_has_one_owner_at_a_time_when_runners_fail(
     cluster: Cluster, rc: RunnerClient, history: History, nemesis: Nemesis, bench: Bench
 ) -> None:
+    """One runner is killed, then another isolated, then the third's whole host crashes (its etcd member with
+    it): each shard has one owner at a time and is handed over within a bound, no acknowledged increment is
+    lost, and the singleton's leader history (read from the runtime) shows one holder at a time."""
     members = runners(cluster)
     owners = wait_for_owners(rc, members)
     killed, isolated = random.Random(3).sample(members, 2)
+    crashed = next(m for m in members if m not in (killed, isolated))
     keys = spread_keys(48, "own")
     load = Load(rc, history, members, keys, sequence=True).start()
     try:
@@ -162,15 +168,30 @@ def test_each_shard_has_one_owner_at_a_time_when_runners_fail(
                 f"{isolated}'s shards owned by the others",
             )
         wait_for_owners(rc, members)
+        alive = [m for m in members if m != crashed]
+        with nemesis.crash(cluster[crashed]):
+            crash_handover_s = wait_for_handover(
+                rc, list(range(rc.shard_count)), alive, alive[0], 0.2, f"{crashed}'s shards after its crash"
+            )
+            load.wait_ok(30, 30, f"with {crashed}'s host down")
+        wait_for_owners(rc, members)
         load.wait_ok(30, 30, "after heal")
     finally:
         ops_per_s = load.stop()
     final_counter_reads(rc, history, members, keys)
-    verdicts = [one_owner_at_a_time(history), counter(history), unique_ids(history), increasing(history)]
+    final_holders_read(rc, history, members[0])
+    verdicts = [
+        one_owner_at_a_time(history),
+        counter(history),
+        unique_ids(history),
+        increasing(history),
+        singleton_holders(history),
+    ]
     judged(*verdicts)
     bench.record("runner_shard_handover_seconds", round(handover_s, 2), "s", killed=killed, shards=len(lost))
+    bench.record("runner_shard_handover_seconds", round(crash_handover_s, 2), "s", crashed=crashed)
     bench.record(
-        "runner_operations_per_second", round(ops_per_s, 1), "ops/s", workers=6, fault="kill+isolate"
+        "runner_operations_per_second", round(ops_per_s, 1), "ops/s", workers=6, fault="kill+isolate+crash"
     )
     for v in verdicts:
         assert v.valid is True, str(v)

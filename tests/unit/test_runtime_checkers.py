@@ -1,11 +1,12 @@
-"""The entity-runtime checkers (one owner at a time, an increasing sequence, durable timers) on good and bad
-hand-made histories: each is shown red on the bug it names."""
+"""The entity-runtime checkers (one owner at a time, an increasing sequence, the singleton's holders, durable
+timers) on
+good and bad hand-made histories: each is shown red on the bug it names."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gauntlet.checkers import increasing, one_owner_at_a_time, timers
+from gauntlet.checkers import increasing, one_owner_at_a_time, singleton_holders, timers
 from gauntlet.history import History
 
 
@@ -126,3 +127,59 @@ def test_duplicates_are_reported_not_judged_and_no_final_read_is_unknown() -> No
     )
     v = timers(h)
     assert v.valid is True and v.figures["duplicates"] == 1
+
+
+def _holders(h: History, record: list[dict[str, Any]]) -> None:
+    inv = h.invoke("final", "read_holders", None, "sequencer")
+    h.complete(inv, "ok", value=record)
+
+
+HOLDERS = [
+    {"runner": "r1", "token": 5, "acquired_at": 100.0, "first_seq": 1},
+    {"runner": "r2", "token": 9, "acquired_at": 112.5, "first_seq": 4},
+]
+
+
+def test_holders_each_within_their_range_are_one_at_a_time() -> None:
+    h = History()
+    for n in (1, 2, 3):
+        _op(h, "c0", "next-id", "seq", result=n, token=5, by="r1", shard=None)
+    _op(h, "c0", "next-id", "seq", result=4, token=9, by="r2", shard=None)
+    _holders(h, HOLDERS)
+    v = singleton_holders(h)
+    assert v.valid is True, v
+    assert v.figures["holders"] == 2 and v.figures["min_handover_gap_s"] == 12.5
+
+
+def test_an_old_holder_handing_out_in_its_successors_range_is_caught() -> None:
+    h = History()
+    _op(h, "c0", "next-id", "seq", result=1, token=5, by="r1", shard=None)
+    _op(h, "c1", "next-id", "seq", result=4, token=9, by="r2", shard=None)
+    _op(
+        h, "c0", "next-id", "seq", result=5, token=5, by="r1", shard=None
+    )  # r1 still handing out: two holders
+    _holders(h, HOLDERS)
+    v = singleton_holders(h)
+    assert v.valid is False
+    assert "5 by r1 under token 5" in v.explanation and "[1, 4)" in v.explanation
+
+
+def test_a_holder_missing_from_the_leader_history_or_out_of_order_is_caught() -> None:
+    h = History()
+    _op(h, "c0", "next-id", "seq", result=7, token=12, by="r3", shard=None)
+    _holders(h, HOLDERS)
+    assert "token the leader history does not hold" in singleton_holders(h).explanation
+    h = History()
+    _op(h, "c0", "next-id", "seq", result=1, token=5, by="r1", shard=None)
+    _holders(h, [HOLDERS[0], {**HOLDERS[1], "acquired_at": 90.0}])
+    v = singleton_holders(h)
+    assert v.valid is False and "out of order" in v.explanation
+
+
+def test_holders_without_the_final_read_or_numbers_are_unknown() -> None:
+    h = History()
+    _op(h, "c0", "next-id", "seq", result=1, token=5, by="r1", shard=None)
+    assert singleton_holders(h).valid is None
+    h = History()
+    _holders(h, HOLDERS)
+    assert singleton_holders(h).valid is None

@@ -5,7 +5,7 @@ from gauntlet.checkers.counter import counter
 from gauntlet.checkers.leaders import single_leader
 from gauntlet.checkers.linearizable import LinearizabilityResult, linearizable
 from gauntlet.checkers.lost_writes import lost_acknowledged_writes
-from gauntlet.checkers.owners import increasing, one_owner_at_a_time
+from gauntlet.checkers.owners import increasing, one_owner_at_a_time, singleton_holders
 from gauntlet.checkers.queue import acknowledged_delivered, duplicates, no_phantoms, one_total_order, queue
 from gauntlet.checkers.same_data import same_data
 from gauntlet.checkers.sets import set_full
@@ -30,6 +30,7 @@ __all__ = [
     "same_data",
     "set_full",
     "single_leader",
+    "singleton_holders",
     "timers",
     "unavailability_windows",
     "unique_ids",

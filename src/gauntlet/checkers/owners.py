@@ -15,6 +15,7 @@ Figures: owned things judged, operations judged, hand-overs (distinct tokens - 1
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from gauntlet.checkers._per_key import brief, pos
@@ -132,3 +133,81 @@ def increasing(history: History, f: str = "next-id") -> Verdict:
             **figures,
         )
     return valid(check, f"{len(done_ops)} numbers, each above every one handed out before it", {}, **figures)
+
+
+def singleton_holders(history: History, f: str = "next-id") -> Verdict:
+    """The singleton's leader history shows one holder at a time: every number holder ``t`` handed out lies in
+    its own range, from its ``first_seq`` up to (not including) its successor's -- so no two holders handed
+    out numbers at once, whatever the overlap of their leases -- and every holder that served is in it.
+
+    History: the ``ok`` ``f`` operations, each naming the ``token`` that served it in its ``extra`` (its value
+    the number), and one final ``f="read_holders"`` whose ``ok`` value is the runtime's leader history:
+    ``[{"runner", "token", "acquired_at", "first_seq"}, ...]`` (acquired_at on the database's clock, one clock
+    for every holder). Also broken when that history is out of order (a later token acquired earlier, or
+    starting below an earlier holder's start). Unknown without the final read or any number served.
+    Figures: holders, numbers judged, shortest and longest time between two acquisitions."""
+    check = "singleton_holders"
+    final: list[dict[str, Any]] | None = None
+    served: list[Op] = []
+    for inv, done in pair_ops(history.client_ops()):
+        if done is None or done.type != "ok":
+            continue
+        if inv.f == "read_holders":
+            final = list(done.value or [])
+        elif inv.f == f and isinstance(done.value, int) and done.extra.get("token") is not None:
+            served.append(done)
+    if final is None:
+        return unknown(check, "no final read of the singleton's leader history")
+    if not served:
+        return unknown(check, f"no {f} ended ok naming its token")
+    holders = sorted(final, key=lambda h: int(h["token"]))
+    disorder = [
+        {"earlier": a, "later": b}
+        for a, b in pairwise(holders)
+        if float(b["acquired_at"]) < float(a["acquired_at"]) or int(b["first_seq"]) < int(a["first_seq"])
+    ]
+    ranges: dict[int, tuple[int, float, str]] = {}
+    for n, h in enumerate(holders):
+        end = int(holders[n + 1]["first_seq"]) if n + 1 < len(holders) else float("inf")
+        ranges[int(h["token"])] = (int(h["first_seq"]), end, str(h["runner"]))
+    unrecorded: list[dict[str, Any]] = []
+    outside: list[dict[str, Any]] = []
+    for done in served:
+        token = int(done.extra["token"])
+        if token not in ranges:
+            unrecorded.append({**(brief(done) or {}), "token": token, "by": done.extra.get("served_by")})
+            continue
+        start, end, runner = ranges[token]
+        if not start <= int(done.value) < end:
+            outside.append({**(brief(done) or {}), "token": token, "holder": runner, "range": [start, end]})
+    gaps = [float(b["acquired_at"]) - float(a["acquired_at"]) for a, b in pairwise(holders)]
+    figures = {
+        "holders": float(len(holders)),
+        "numbers": float(len(served)),
+        "min_handover_gap_s": round(min(gaps, default=0.0), 3),
+        "max_handover_gap_s": round(max(gaps, default=0.0), 3),
+    }
+    if disorder or unrecorded or outside:
+        parts = []
+        if outside:
+            o = outside[0]
+            parts.append(
+                f"{len(outside)} numbers handed out outside their holder's range (first: {o['value']} by "
+                f"{o['holder']} under token {o['token']}, its range [{o['range'][0]}, {o['range'][1]}))"
+            )
+        if unrecorded:
+            parts.append(f"{len(unrecorded)} numbers served under a token the leader history does not hold")
+        if disorder:
+            parts.append(f"{len(disorder)} hand-overs out of order in the leader history")
+        return invalid(
+            check,
+            "; ".join(parts),
+            {"outside": outside[:SHOWN], "unrecorded": unrecorded[:SHOWN], "disorder": disorder[:SHOWN]},
+            **figures,
+        )
+    return valid(
+        check,
+        f"{len(served)} numbers from {len(holders)} holders, each within its own range: one holder at a time",
+        {},
+        **figures,
+    )
