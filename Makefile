@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?= etcd redis_cluster custom default citus runners
 REPORT ?= report
 
-.PHONY: setup demo test lint unit scenarios scenario-citus build clean clean-hosts staging-proof lock
+.PHONY: setup demo test lint unit checks scenarios scenario-citus build clean clean-hosts staging-proof lock
 
 setup:            ## install packages, containers.conf, venv, base image (idempotent)
 	@scripts/setup-host.sh
@@ -27,7 +27,7 @@ lock:             ## regenerate requirements.lock from pyproject.toml (needs the
 demo: setup       ## bring up the default topology, run its checks, write the report (exit non-zero on a failed check)
 	gauntlet run --topology default --report $(REPORT)
 
-test: setup lint unit build scenarios staging-proof  ## everything CI runs, one step after another
+test: setup lint build checks  ## everything CI runs: lint and the build, then the checks in lanes
 
 lint:
 	@echo "==> ruff"; ruff check src tests servers plugins && ruff format --check src tests servers plugins
@@ -41,12 +41,19 @@ unit:
 build:
 	@echo "==> ansible-galaxy collection build"; ansible-galaxy collection build --force --output-path .cache/dist . >/dev/null && ls .cache/dist
 
-# The long topology (default) runs from the start; once it reaches its checks, which mostly wait (TTLs,
-# elections, faults held), the others run one after another beside it (scripts/scenarios.sh). Without
-# it in SCENARIOS, they all run one after another.
+# The unit tests, the topologies and the SSH-staging proof in lanes side by side (scripts/scenarios.sh):
+# default (LONG_SCENARIO) from the start, the unit tests during its converge, and the others taken from the
+# queue by the free lane ($${GAUNTLET_LANES:-3} lanes), one topology converging at a time
+# (scripts/converge-slot.sh: a converge keeps both cores busy, checks mostly wait).
 LONG_SCENARIO ?= default
+checks:
+	@echo "==> unit tests, scenarios $(SCENARIOS) and the staging proof ($(LONG_SCENARIO) first; $${GAUNTLET_LANES:-3} lanes)"
+	@REPORT=$(REPORT) scripts/scenarios.sh --meanwhile unit "$(filter $(LONG_SCENARIO),$(SCENARIOS))" \
+	  $(filter-out $(LONG_SCENARIO),$(SCENARIOS)) staging-proof
+
+# The topologies alone, in the same lanes (no unit tests, no staging proof).
 scenarios:
-	@echo "==> scenarios $(SCENARIOS) ($(LONG_SCENARIO) first, the others beside its checks)"
+	@echo "==> scenarios $(SCENARIOS) ($(LONG_SCENARIO) first; $${GAUNTLET_LANES:-3} lanes)"
 	@REPORT=$(REPORT) scripts/scenarios.sh "$(filter $(LONG_SCENARIO),$(SCENARIOS))" $(filter-out $(LONG_SCENARIO),$(SCENARIOS))
 
 # Citus needs an install source the caller names (docs/citus.md); without one it prints one SKIP line.

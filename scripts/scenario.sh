@@ -43,9 +43,9 @@ t_all=$(date +%s)
 phase() {  # phase NAME CMD... : run, time, and stop the run at the first failure
   local p=$1 t rc; shift
   echo "==> [$name] $p"
-  echo "$p" > "$report/current-phase"  # scripts/scenarios.sh starts the short topologies at verify
+  echo "$p" > "$report/current-phase"  # scripts/scenarios.sh starts its other lanes once the long one converges
   t=$(date +%s)
-  "$@"; rc=$?
+  "$@" 8>&-; rc=$?
   echo "BENCH molecule_${p}_${name}_seconds=$(( $(date +%s) - t )) s"
   if [ $rc -ne 0 ]; then
     echo "scenario $name: $p failed (exit $rc)"
@@ -60,9 +60,14 @@ phase create molecule create -s "$name"
 # Converge with --diff, as a user would to see what changes: its log must hold none of the secrets the run
 # generated (gauntlet.secrets_scan: every password file and private key of the scenario).
 converge_with_diff() { molecule converge -s "$name" -- --diff 2>&1 | tee "$report/converge.log"; }
+# Under scripts/scenarios.sh's lanes, one topology converges at a time (the slot: scripts/converge-slot.sh).
+# shellcheck source=scripts/converge-slot.sh
+. scripts/converge-slot.sh
+take_converge_slot "$name"
 phase converge converge_with_diff
 phase secrets-in-log python -m gauntlet.secrets_scan "$report/converge.log" --scenario "$name"
 [ "$idempotence" = 1 ] && phase idempotence molecule idempotence -s "$name"
+give_converge_slot
 # Stream the checks as they run (the verify playbook itself prints only the end).
 tail -n 0 -F "$GAUNTLET_VERIFY_LOG" 2>/dev/null & tailer=$!
 GAUNTLET_VERIFY_STREAMED=1 phase verify molecule verify -s "$name"
