@@ -1,3 +1,0 @@
-"""Reference entity runtime of gauntlet.cluster (servers/runner): see README.md."""
-
-__version__ = "0.1.0"
