@@ -42,14 +42,14 @@ build:
 	@echo "==> ansible-galaxy collection build"; ansible-galaxy collection build --force --output-path .cache/dist . >/dev/null && ls .cache/dist
 
 # The unit tests, the topologies and the SSH-staging proof in lanes side by side (scripts/scenarios.sh):
-# default (LONG_SCENARIO) from the start, the unit tests during its converge, and the others taken from the
-# queue by the free lane ($${GAUNTLET_LANES:-3} lanes), one topology converging at a time
+# default (LONG_SCENARIO) from the start, alone until it reaches its checks; then $${GAUNTLET_LANES:-3} lanes
+# take the unit tests and the rest from the queue, one topology converging at a time
 # (scripts/converge-slot.sh: a converge keeps both cores busy, checks mostly wait).
 LONG_SCENARIO ?= default
 checks:
 	@echo "==> unit tests, scenarios $(SCENARIOS) and the staging proof ($(LONG_SCENARIO) first; $${GAUNTLET_LANES:-3} lanes)"
-	@REPORT=$(REPORT) scripts/scenarios.sh --meanwhile unit "$(filter $(LONG_SCENARIO),$(SCENARIOS))" \
-	  $(filter-out $(LONG_SCENARIO),$(SCENARIOS)) staging-proof
+	@REPORT=$(REPORT) scripts/scenarios.sh "$(filter $(LONG_SCENARIO),$(SCENARIOS))" \
+	  unit $(filter-out $(LONG_SCENARIO),$(SCENARIOS)) staging-proof
 
 # The topologies alone, in the same lanes (no unit tests, no staging proof).
 scenarios:

@@ -43,7 +43,7 @@ t_all=$(date +%s)
 phase() {  # phase NAME CMD... : run, time, and stop the run at the first failure
   local p=$1 t rc; shift
   echo "==> [$name] $p"
-  echo "$p" > "$report/current-phase"  # scripts/scenarios.sh starts its other lanes once the long one converges
+  echo "$p" > "$report/current-phase"  # scripts/scenarios.sh starts its other lanes at the long one's verify
   t=$(date +%s)
   "$@" 8>&-; rc=$?
   echo "BENCH molecule_${p}_${name}_seconds=$(( $(date +%s) - t )) s"
