@@ -4,11 +4,11 @@
 # A JOB is a topology (scripts/scenario.sh NAME; citus: scripts/scenario-citus.sh) or one of the make
 # targets unit and staging-proof.
 # Lane 1 runs LONG (the default topology) from the start, then takes jobs from the queue; lanes 2 to
-# $GAUNTLET_LANES (3 unless set) take jobs once LONG reaches its checks. Until then LONG's converge and
+# $GAUNTLET_LANES (2 unless set) take jobs once LONG reaches its checks. Until then LONG's converge and
 # idempotence pass have the machine to themselves: they keep both cores busy (with the unit tests beside it,
 # default's converge took 451 s instead of 271 s), while checks and proofs mostly wait (TTLs, elections,
 # faults held). After that one topology converges at a time (the slot, scripts/converge-slot.sh: held from
-# its converge through its idempotence pass), and the checks of up to three jobs run side by side. A free
+# its converge through its idempotence pass), and the checks of the lanes' jobs run side by side. A free
 # lane takes the next job in the order given.
 # Each job has its own report directory, hosts and network; its lines carry a [name] prefix. Exit: 0 when
 # every job passed, else the status of the first that failed, after every job ran; the failed ones are named.
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 long=${1-}; shift || true
 report_root=${REPORT:-report}
 case "$report_root" in /*) ;; *) report_root=$PWD/$report_root ;; esac
-lanes=${GAUNTLET_LANES:-3}
+lanes=${GAUNTLET_LANES:-2}
 [[ "$lanes" =~ ^[1-9][0-9]*$ ]] || { echo "scenarios: GAUNTLET_LANES=$lanes is not a number of lanes (1, 2, 3...)" >&2; exit 2; }
 # LONG reaches its checks within this long of its start (create, converge, idempotence); past it the other
 # lanes start anyway, so a stuck long run cannot stall them.

@@ -46,6 +46,18 @@ def test_makefile_scenarios_are_the_make_test_topologies() -> None:
     assert m.group(1).split() == want, f"Makefile: set 'SCENARIOS ?= {' '.join(want)}'"
 
 
+def test_makefile_checks_queue_holds_every_make_test_topology_but_the_long_one() -> None:
+    text = (ROOT / "Makefile").read_text()
+    queue = re.search(r"^CHECKS_QUEUE \?= (.*)$", text, re.M)
+    long = re.search(r"^LONG_SCENARIO \?= (.*)$", text, re.M)
+    assert queue and long, "Makefile: no 'CHECKS_QUEUE ?= ...' or 'LONG_SCENARIO ?= ...' line"
+    want = {t.name for t in ALL if t.ci == "make-test"} - {long.group(1).strip()} | {"unit", "staging-proof"}
+    got = queue.group(1).split()
+    assert sorted(got) == sorted(want), (
+        f"Makefile: CHECKS_QUEUE must hold {sorted(want)} once each, not {got}"
+    )
+
+
 def test_ci_matrix_runs_every_topology() -> None:
     workflow = yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text())
     matrix = workflow["jobs"]["scenario"]["strategy"]["matrix"]["scenario"]
