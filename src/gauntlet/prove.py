@@ -57,6 +57,17 @@ class ProofRow:
         return self.planted and self.caught and self.restored
 
 
+def failure_lines(output: str) -> str:
+    """What pytest said about why the check failed: its ``E`` lines and its FAILED/ERROR summary lines, in
+    full. A defect's reason is matched against these only -- not the traceback's source listing, where the
+    check's own messages stand whatever happened."""
+    return "\n".join(
+        ln[1:].strip() if ln.startswith("E ") else ln
+        for ln in output.splitlines()
+        if ln.startswith(("E ", "FAILED", "ERROR"))
+    )
+
+
 def failure_reason(output: str) -> str:
     """The line of pytest's output that says why the check failed (its ``E`` lines, else the summary)."""
     lines = [ln[1:].strip() for ln in output.splitlines() if ln.startswith("E ")]
@@ -115,7 +126,7 @@ def prove_one(cluster: Cluster, defect: Defect, runner: Runner, log: Callable[[s
                 log(f"undo {defect.name}")
                 defect.undo(cluster)
         reason = failure_reason(red.output)
-        row.reason_matched = bool(re.search(defect.reason, red.output))
+        row.reason_matched = bool(re.search(defect.reason, failure_lines(red.output)))
         # pytest exits 1 when a test failed; anything else (no test ran, a usage error) caught nothing.
         row.caught = red.rc == 1 and row.reason_matched
         if row.caught:

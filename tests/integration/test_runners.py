@@ -18,6 +18,7 @@ BENCH: shard hand-over seconds after a runner kill, timer lateness p50 / p99, op
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Iterator
@@ -51,8 +52,9 @@ pytestmark = pytest.mark.runners
 # The stale owner's clock jumps this far back: it trusts its last keepalive that much longer (lease_ttl is 8 s
 # in the scenario: the others take its shards about 8.5 s after the cut, and it serves them ~10 s more).
 CLOCK_BACK_S = -20.0
-# How long the cut holds once the others own the stale owner's shards (within its stale window).
-STALE_HOLD_S = 6.0
+# How long the cut holds once the others own the stale owner's shards (within its stale window: it trusts
+# its lease for about keepalive_timeout - CLOCK_BACK_S = 26 s after the cut, the others own its shards after ~8).
+STALE_HOLD_S = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +131,10 @@ def test_no_acknowledged_increment_lost_when_a_stale_owner_writes(
             f"lost acknowledged increments (stale owner {victim}, clock {CLOCK_BACK_S:+.0f}s): {count}"
         )
     assert count.valid is True, f"counter verdict not reached: {count}"
-    # fencing on: the stale owner, asked in its window, was refused -- else the window was never exercised
-    assert fenced >= 1, f"{victim} was never asked as a stale owner (no fenced refusal): nothing was judged"
     for v in verdicts[1:]:
         assert v.valid is True, f"stale owner {victim}: {v}"
+    # fencing on: the stale owner, asked in its window, was refused -- else the window was never exercised
+    assert fenced >= 1, f"{victim} was never asked as a stale owner (no fenced refusal): nothing was judged"
 
 
 def test_each_shard_has_one_owner_at_a_time_when_runners_fail(
@@ -223,7 +225,10 @@ def test_every_timer_fires_even_when_its_runner_dies(
             mine = {t["id"]: t for t in record if t["id"] in set(ids)}
             return all(t["cancelled"] or t["fires"] for t in mine.values())
 
-        wait_for(all_settled, 30, 0.5, "every non-cancelled timer fired")
+        # not a failure by itself: judged below from the runtime's record, whose verdict names the timers
+        # that never fired
+        with contextlib.suppress(TimeoutError):
+            wait_for(all_settled, 30, 0.5, "every non-cancelled timer fired")
     inv = history.invoke("final", "read_timers", None, "timers")
     record = [t for t in reader.call(others[0], "GET", "/timers")["timers"] if t["id"] in set(ids)]
     history.complete(inv, "ok", value=record)

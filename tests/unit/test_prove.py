@@ -57,6 +57,21 @@ def test_a_check_that_passes_with_the_defect_planted_missed_it() -> None:
     assert "passed with the defect planted" in row.detail
 
 
+def test_the_reason_in_the_tracebacks_source_listing_is_not_a_catch() -> None:
+    # pytest prints the failing test's source: its own failure messages stand there whatever happened
+    listing = (
+        "    def test_x():\n"
+        "        if lost:\n"
+        '            pytest.fail(f"acknowledged writes lost: {lost}")\n'
+        '>       assert asked, "nobody was asked: nothing was judged"\n'
+        "E       AssertionError: nobody was asked: nothing was judged\n"
+        "FAILED t.py::test_x - AssertionError: nobody was asked\n"
+    )
+    row, _ = one({"planted": prove.CheckRun(1, listing), "undone": prove.CheckRun(0, "")})
+    assert not row.caught and not row.reason_matched, row.detail
+    assert "nothing was judged" in row.detail
+
+
 def test_failing_for_another_reason_is_not_caught() -> None:
     other = "E   TimeoutError: a whole Patroni cluster not reached within 120s\n"
     row, _ = one({"planted": prove.CheckRun(1, other), "undone": prove.CheckRun(0, "")})

@@ -140,22 +140,66 @@ def test_plant_edits_every_runner_restarts_them_all_then_waits_and_the_undo_puts
         assert h.restarts == ["systemctl restart custom-server"]
     assert cluster.waits == [[1, 1, 1]], "one wait, after every runner restarted"  # type: ignore[attr-defined]
     runner.no_fencing(cluster)  # type: ignore[arg-type]  # planted twice: the first original is kept
-    runner.fencing(cluster)  # type: ignore[arg-type]
+    runner.config_restored(cluster)  # type: ignore[arg-type]
     for h in cluster.hosts:
         assert h.config.read_text() == original[h.name]
         assert not Path(str(h.config) + SAVED).exists()
         assert h.restarts == ["systemctl restart custom-server"] * 3
     # an undo with nothing to put back restarts nobody, and still waits
-    runner.fencing(cluster)  # type: ignore[arg-type]
+    runner.config_restored(cluster)  # type: ignore[arg-type]
     assert all(len(h.restarts) == 3 for h in cluster.hosts)
     assert cluster.waits[-1] == [3, 3, 3]  # type: ignore[attr-defined]
 
 
-def test_the_defect_is_in_the_catalogue_with_its_check() -> None:
-    d = defects.get("runner_no_fencing")
-    assert d.plant is runner.no_fencing and d.undo is runner.fencing and d.patch is None
-    assert d.check == (
-        "tests/integration/test_runners.py::test_no_acknowledged_increment_lost_when_a_stale_owner_writes"
-    )
-    assert d.reason == r"lost acknowledged increments"
+@pytest.mark.parametrize(
+    ("plant", "key"),
+    [
+        (runner.no_fencing, "fencing"),
+        (runner.timers_not_inherited, "inherit_timers"),
+        (runner.state_in_memory, "durable_state"),
+    ],
+)
+def test_each_plant_turns_its_own_knob_off_and_nothing_else(
+    cluster: FakeCluster, plant: Any, key: str
+) -> None:
+    before = {h.name: tomllib.loads(h.config.read_text()) for h in cluster.hosts}
+    plant(cluster)
+    for h in cluster.hosts:
+        after = tomllib.loads(h.config.read_text())
+        assert after["runner"].pop(key) is False
+        before[h.name]["runner"].pop(key, None)
+        assert after == before[h.name], f"{plant.__name__} changed more than [runner] {key}"
+    runner.config_restored(cluster)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "plant", "check", "reason"),
+    [
+        (
+            "runner_no_fencing",
+            runner.no_fencing,
+            "test_no_acknowledged_increment_lost_when_a_stale_owner_writes",
+            r"lost acknowledged increments|served by a stale owner after a newer one had served",
+        ),
+        (
+            "runner_timers_not_inherited",
+            runner.timers_not_inherited,
+            "test_every_timer_fires_even_when_its_runner_dies",
+            r"acknowledged timers never fired",
+        ),
+        (
+            "runner_state_in_memory",
+            runner.state_in_memory,
+            "test_state_survives_a_restart_of_every_runner",
+            r"below the lower bound",
+        ),
+    ],
+)
+def test_the_defects_are_in_the_catalogue_with_their_checks(
+    name: str, plant: Any, check: str, reason: str
+) -> None:
+    d = defects.get(name)
+    assert d.plant is plant and d.undo is runner.config_restored and d.patch is None
+    assert d.check == f"tests/integration/test_runners.py::{check}"
+    assert d.reason == reason
     assert set(d.groups) == {"custom_server", "etcd", "postgresql_standalone"}

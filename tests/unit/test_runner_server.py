@@ -30,6 +30,8 @@ def _config(**runner: Any) -> dict[str, Any]:
 def test_a_valid_config_keeps_fencing_on_by_default() -> None:
     c = parse(_config())
     assert c.runner.fencing is True and c.runner.shards == 32
+    # the other planted defects' knobs are off unless set
+    assert c.runner.inherit_timers is True and c.runner.durable_state is True
     assert c.advertise_client == "10.0.0.1:8443"
 
 

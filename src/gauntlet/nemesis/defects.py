@@ -193,10 +193,30 @@ DEFECTS: dict[str, Defect] = {
             "the entity runtime's writes skipping the fencing-token check ([runner] fencing = false): a runner "
             "that lost its shard's lease still writes over the new owner's state",
             "tests/integration/test_runners.py::test_no_acknowledged_increment_lost_when_a_stale_owner_writes",
-            r"lost acknowledged increments",
+            r"lost acknowledged increments|served by a stale owner after a newer one had served",
             ("custom_server", "etcd", "postgresql_standalone"),
             plant=runner.no_fencing,
-            undo=runner.fencing,
+            undo=runner.config_restored,
+        ),
+        Defect(
+            "runner_timers_not_inherited",
+            "the entity runtime's new shard owner firing only the timers scheduled after it took the shard "
+            "([runner] inherit_timers = false): a dead runner's pending timers never fire",
+            "tests/integration/test_runners.py::test_every_timer_fires_even_when_its_runner_dies",
+            r"acknowledged timers never fired",
+            ("custom_server", "etcd", "postgresql_standalone"),
+            plant=runner.timers_not_inherited,
+            undo=runner.config_restored,
+        ),
+        Defect(
+            "runner_state_in_memory",
+            "the entity runtime keeping entity state in memory only, never reading it back from PostgreSQL "
+            "([runner] durable_state = false): a restarted runner starts every counter from nothing",
+            "tests/integration/test_runners.py::test_state_survives_a_restart_of_every_runner",
+            r"below the lower bound",
+            ("custom_server", "etcd", "postgresql_standalone"),
+            plant=runner.state_in_memory,
+            undo=runner.config_restored,
         ),
     ]
 }

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
     log.info(
-        "runner %s: API %s, %d shards, etcd %s, PostgreSQL %s:%s, fencing %s",
+        "runner %s: API %s, %d shards, etcd %s, PostgreSQL %s:%s, fencing %s, timers inherited %s, state durable %s",
         config.node_id,
         config.listen_client,
         config.runner.shards,
@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         config.postgres.host,
         config.postgres.port,
         "on" if config.runner.fencing else "OFF",
+        "yes" if config.runner.inherit_timers else "NO",
+        "yes" if config.runner.durable_state else "NO",
     )
     runtime.start()
     stop.wait()

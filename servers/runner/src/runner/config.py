@@ -25,6 +25,8 @@ inventory; ``runner``, ``etcd`` and ``postgres`` come from ``custom_server_confi
     rebalance_interval = 0.5       # s between looks at the runners and the shard map
     timer_interval = 0.2           # s between scans for due timers
     fencing = true                 # false: writes skip the fencing-token check (a planted defect)
+    inherit_timers = true          # false: a new owner fires only timers scheduled after it took their shard (a planted defect)
+    durable_state = true           # false: entity state is never read back from PostgreSQL, only kept in memory (a planted defect)
 
     [etcd]
     endpoints = ["https://10.89.0.5:2379"]
@@ -76,6 +78,8 @@ class RunnerConfig:
     rebalance_interval: float = 0.5
     timer_interval: float = 0.2
     fencing: bool = True
+    inherit_timers: bool = True
+    durable_state: bool = True
 
 
 @dataclass(frozen=True)

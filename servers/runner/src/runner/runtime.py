@@ -79,6 +79,7 @@ class Runtime:
         self._state = threading.RLock()
         self.owned: dict[int, int] = {}
         self._cache: dict[int, dict[tuple[str, str], Any]] = {}
+        self._taken_at: dict[int, float] = {}  # shard -> when this runner took it (PostgreSQL's clock)
         self.lease: int | None = None
         self._lease_ok_at = 0.0
         self.shard_map: dict[int, str] = {}
@@ -242,13 +243,15 @@ class Runtime:
 
     def _take_over(self, shard: int, token: int) -> None:
         with self._locks[shard]:
-            if not self.store.take_over(shard, token):
+            taken_at = self.store.take_over(shard, token)
+            if taken_at is None:
                 log.warning("shard %d: fence already past token %d", shard, token)
                 return
             with self._state:
                 if self.lease is None:
                     return
                 self.owned[shard] = token
+                self._taken_at[shard] = taken_at
                 self._cache[shard] = {}
                 self.shard_map[shard] = self.me
         log.info("took shard %d (token %d)", shard, token)
@@ -315,7 +318,8 @@ class Runtime:
                 raise NotOwner(f"shard {shard} is not this runner's")
             key = (kind, entity)
             if key not in cache:
-                cache[key] = self.store.load(kind, entity)
+                # durable_state = false (a planted defect): the state is only what this runner kept in memory
+                cache[key] = self.store.load(kind, entity) if self.config.runner.durable_state else None
             new, result = change(cache[key])
             try:
                 if new is NOCHANGE:
@@ -374,7 +378,10 @@ class Runtime:
     def fire_due(self) -> int:
         """Fire every due timer of this runner's shards once; how many fired."""
         fired = 0
-        for timer, shard in self.store.due_timers(sorted(self.owned)):
+        # inherit_timers = false (a planted defect): a new owner skips the timers scheduled before it took
+        # their shard -- a dead runner's timers never fire
+        since = None if self.config.runner.inherit_timers else dict(self._taken_at)
+        for timer, shard in self.store.due_timers(sorted(self.owned), since):
             token = self.owned.get(shard)
             if token is None:
                 continue

@@ -114,16 +114,17 @@ class Store:
             c.execute(SCHEMA)
 
     # -- ownership -----------------------------------------------------------------------------------------
-    def take_over(self, shard: int, token: int) -> bool:
-        """Raise the shard's fence to ``token`` (a new owner, before it serves). False when the fence already
-        holds a token at least as new: someone newer owns it."""
+    def take_over(self, shard: int, token: int) -> float | None:
+        """Raise the shard's fence to ``token`` (a new owner, before it serves): when (PostgreSQL's clock,
+        epoch seconds), or None when the fence already holds a token at least as new: someone newer owns it."""
         with self.conn() as c:
             row = c.execute(
                 "INSERT INTO shard_fence (shard, token) VALUES (%s, %s) ON CONFLICT (shard) DO UPDATE "
-                "SET token = EXCLUDED.token WHERE shard_fence.token < EXCLUDED.token RETURNING token",
+                "SET token = EXCLUDED.token WHERE shard_fence.token < EXCLUDED.token "
+                "RETURNING extract(epoch FROM clock_timestamp())::float8",
                 (shard, token),
             ).fetchone()
-        return row is not None
+        return float(row[0]) if row is not None else None
 
     def _fence_cte(self) -> str:
         # Locks the fence row for the statement: a take-over waits for this write, and after it no write
@@ -196,16 +197,26 @@ class Store:
             return "unknown"
         return "already-fired" if row[0] else "already-cancelled"
 
-    def due_timers(self, shards: list[int]) -> list[tuple[str, int]]:
-        """``(id, shard)`` of the timers of ``shards`` that are due and neither fired nor cancelled."""
+    def due_timers(self, shards: list[int], since: dict[int, float] | None = None) -> list[tuple[str, int]]:
+        """``(id, shard)`` of the timers of ``shards`` that are due and neither fired nor cancelled; with
+        ``since`` (shard -> when this runner took it: the planted defect ``inherit_timers = false``) only those
+        scheduled after that."""
         if not shards:
             return []
+        due = "fired_at IS NULL AND NOT cancelled AND due_at <= clock_timestamp()"
         with self.conn() as c:
-            rows = c.execute(
-                "SELECT id, shard FROM timers WHERE shard = ANY(%s) AND fired_at IS NULL AND NOT cancelled "
-                "AND due_at <= clock_timestamp() ORDER BY due_at LIMIT 200",
-                (shards,),
-            ).fetchall()
+            if since is None:
+                rows = c.execute(
+                    f"SELECT id, shard FROM timers WHERE shard = ANY(%s) AND {due} ORDER BY due_at LIMIT 200",
+                    (shards,),
+                ).fetchall()
+            else:
+                rows = c.execute(
+                    "SELECT t.id, t.shard FROM timers t JOIN unnest(%s::int[], %s::float8[]) AS s(shard, since) "
+                    f"ON t.shard = s.shard WHERE {due} AND t.scheduled_at >= to_timestamp(s.since) "
+                    "ORDER BY due_at LIMIT 200",
+                    (shards, [since.get(s, 0.0) for s in shards]),
+                ).fetchall()
         return [(str(r[0]), int(r[1])) for r in rows]
 
     def fire(self, timer: str, shard: int, token: int, runner: str) -> bool:

@@ -1,5 +1,6 @@
 """Defects planted in a running runners topology (the reference entity-runtime server, servers/runner,
-deployed by the custom_server role): a knob of the server's own configuration turned on every member, over
+deployed by the custom_server role): a knob of the server's own configuration ([runner] fencing,
+inherit_timers, durable_state) turned off on every member, over
 each host's own connection. The file and the unit are the role's (its defaults, or the inventory's values),
 never restated here. The plant waits until every member answers its health URL again after the restart, and
 so does the undo: a check that then fails, or passes, judged the defect, not a restart in progress."""
@@ -99,20 +100,37 @@ def _restart(host: Host) -> None:
     host.run(f"systemctl restart {shlex.quote(_unit(host))}", check=True, timeout=60)
 
 
-def no_fencing(cluster: Cluster) -> None:
-    """``[runner] fencing = false`` on every member (the role's file kept beside it), restarted: writes skip
-    the fencing-token check, so a stale owner's write lands."""
+def _set_knob(cluster: Cluster, key: str, value: str) -> None:
+    """``[runner] key = value`` on every member (the role's file kept beside it), each restarted; wait until
+    every member is healthy again."""
     for h in cluster.group(GROUP):
         path = _config_file(h)
-        save_and_edit(h, path, set_in_table_command(path, TABLE, "fencing", "false"))
+        save_and_edit(h, path, set_in_table_command(path, TABLE, key, value))
     for h in cluster.group(GROUP):
         _restart(h)
     wait_until_healthy(cluster)
 
 
-def fencing(cluster: Cluster) -> None:
+def no_fencing(cluster: Cluster) -> None:
+    """``[runner] fencing = false``: writes skip the fencing-token check, so a stale owner's write lands."""
+    _set_knob(cluster, "fencing", "false")
+
+
+def timers_not_inherited(cluster: Cluster) -> None:
+    """``[runner] inherit_timers = false``: a runner that takes a shard fires only the timers scheduled after
+    it took it, so a dead runner's pending timers never fire."""
+    _set_knob(cluster, "inherit_timers", "false")
+
+
+def state_in_memory(cluster: Cluster) -> None:
+    """``[runner] durable_state = false``: entity state is written to PostgreSQL but never read back, so a
+    runner that restarts (or takes a shard) starts every counter from nothing."""
+    _set_knob(cluster, "durable_state", "false")
+
+
+def config_restored(cluster: Cluster) -> None:
     """Every member's config file back as the role wrote it (where the plant kept it), restarted; wait until
-    every member is healthy again."""
+    every member is healthy again (the undo of every runner defect)."""
     for h in cluster.group(GROUP):
         if restore(h, _config_file(h)):
             _restart(h)
