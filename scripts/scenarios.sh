@@ -28,7 +28,7 @@ export GAUNTLET_CONVERGE_LOCK=$state/converge.lock
 # The queue: one file per job, taken by renaming it (atomic: of two lanes, one wins).
 n=0
 for name in "$@"; do printf '%s' "$name" > "$state/queue.$(printf %03d $n)"; n=$((n + 1)); done
-take() {  # take LANE: the next job's name on stdout, or status 1 when the queue is empty
+take() {  # the next job's name on stdout, or status 1 when the queue is empty
   local f
   for f in "$state"/queue.*; do
     [ -e "$f" ] || return 1
@@ -55,7 +55,7 @@ run_one() {  # run_one LANE NAME: one job, its lines prefixed; its status, secon
 }
 lane() {  # lane N: take jobs from the queue until it is empty
   local name
-  while name=$(take "$1"); do run_one "$1" "$name"; done
+  while name=$(take); do run_one "$1" "$name"; done
 }
 in_background_lane() {  # in_background_lane CMD...: CMD in a subshell that passes a TERM on to its job
   (

@@ -55,6 +55,9 @@ class UnknownDefect(KeyError):
 
 
 _PATRONI = "tests/integration/patroni"
+_RUNNERS = "tests/integration/test_runners.py"
+# the runners topology: the runner (custom_server), the etcd its shard leases live in, its PostgreSQL
+_RUNNER_GROUPS = ("custom_server", "etcd", "postgresql_standalone")
 DEFECTS: dict[str, Defect] = {
     d.name: d
     for d in [
@@ -192,9 +195,9 @@ DEFECTS: dict[str, Defect] = {
             "runner_no_fencing",
             "the entity runtime's writes skipping the fencing-token check ([runner] fencing = false): a runner "
             "that lost its shard's lease still writes over the new owner's state",
-            "tests/integration/test_runners.py::test_no_acknowledged_increment_lost_when_a_stale_owner_writes",
+            f"{_RUNNERS}::test_no_acknowledged_increment_lost_when_a_stale_owner_writes",
             r"lost acknowledged increments|served by a stale owner after a newer one had served",
-            ("custom_server", "etcd", "postgresql_standalone"),
+            _RUNNER_GROUPS,
             plant=runner.no_fencing,
             undo=runner.config_restored,
         ),
@@ -202,9 +205,9 @@ DEFECTS: dict[str, Defect] = {
             "runner_timers_not_inherited",
             "the entity runtime's new shard owner firing only the timers scheduled after it took the shard "
             "([runner] inherit_timers = false): a dead runner's pending timers never fire",
-            "tests/integration/test_runners.py::test_every_timer_fires_even_when_its_runner_dies",
+            f"{_RUNNERS}::test_every_timer_fires_even_when_its_runner_dies",
             r"acknowledged timers never fired",
-            ("custom_server", "etcd", "postgresql_standalone"),
+            _RUNNER_GROUPS,
             plant=runner.timers_not_inherited,
             undo=runner.config_restored,
         ),
@@ -212,9 +215,9 @@ DEFECTS: dict[str, Defect] = {
             "runner_state_in_memory",
             "the entity runtime keeping entity state in memory only, never reading it back from PostgreSQL "
             "([runner] durable_state = false): a restarted runner starts every counter from nothing",
-            "tests/integration/test_runners.py::test_state_survives_a_restart_of_every_runner",
+            f"{_RUNNERS}::test_state_survives_a_restart_of_every_runner",
             r"below the lower bound",
-            ("custom_server", "etcd", "postgresql_standalone"),
+            _RUNNER_GROUPS,
             plant=runner.state_in_memory,
             undo=runner.config_restored,
         ),
