@@ -26,6 +26,7 @@ from checklib.pgbouncer import (
     close_all,
     concurrent_transactions,
     open_connections,
+    pooler_clients,
 )
 from gauntlet.bench import Bench, wait_for
 from gauntlet.history import History
@@ -40,6 +41,10 @@ TRANSACTION_SLEEP_S = 0.3
 CLIENTS_DEADLINE_S = 90.0
 # Opening max_client_conn connections (TLS and SCRAM each) to one PgBouncer must take less than this.
 HOLD_DEADLINE_S = 120.0
+# A client of an earlier check (through HAProxy's pooled ports) may still be closing when the refusal check
+# starts; it would hold one of the max_client_conn slots. Wait this long for the member's PgBouncer to have
+# no client at all before counting.
+IDLE_POOLER_DEADLINE_S = 30.0
 
 
 def test_concurrent_clients_share_a_pool_bounded_by_max_db_connections(
@@ -133,17 +138,27 @@ def test_failover_through_pgbouncer_loses_no_acknowledged_write(
 def test_a_client_over_max_client_conn_is_refused(pg: PatroniCluster) -> None:
     """One member's PgBouncer, connected to directly: the first max_client_conn connections, all held open,
     are each served; the next one is refused with PgBouncer's "no more connections allowed
-    (max_client_conn)"; once one is closed, a new one is served again."""
+    (max_client_conn)"; once one is closed, a new one is served again. It counts from a PgBouncer with no
+    client at all (its socket table, waited for): a slot held by anyone else would be counted as refused."""
     limit = pg.pool_limits.max_client_conn
     member = pg.replicas(pg.wait_healthy())[0]
     ep = pg.pooler_endpoint(member)
+    wait_for(
+        lambda: not pooler_clients(pg, member),
+        IDLE_POOLER_DEADLINE_S,
+        0.5,
+        f"PgBouncer on {member} to have no clients before the max_client_conn check",
+    )
     conns: list[psycopg.Connection[object]] = []
     try:
         conns, errors = open_connections(ep, limit, HOLD_DEADLINE_S)
-        assert not errors and len(conns) == limit, (
-            f"PgBouncer on {member} served {len(conns)} of the first {limit} (max_client_conn) connections; "
-            f"first errors: {list(errors.values())[:3]}"
-        )
+        if errors or len(conns) != limit:
+            others = len(pooler_clients(pg, member)) - len(conns)
+            raise AssertionError(
+                f"PgBouncer on {member} served {len(conns)} of the first {limit} (max_client_conn) "
+                f"connections ({others} other clients on its port now); first errors: "
+                f"{list(errors.values())[:3]}"
+            )
         answered = [c.execute("SELECT 1").fetchone() for c in (conns[0], conns[-1])]
         assert answered == [(1,), (1,)], f"held connections answered {answered}"
         with pytest.raises(psycopg.OperationalError) as refused:
