@@ -48,17 +48,6 @@ def ansible_playbook(
     return PlaybookRun(r.returncode, r.stdout + r.stderr)
 
 
-def run_playbook(
-    inventory: str,
-    playbook: str,
-    extra_vars: dict[str, Any] | None = None,
-    limit: str | None = None,
-    timeout: float = 900,
-) -> PlaybookRun:
-    """One of the collection's playbooks (``playbooks/<playbook>``)."""
-    return ansible_playbook(inventory, PROJECT / "playbooks" / playbook, extra_vars, limit, timeout)
-
-
 def run_play(
     inventory: str, play: str, tmp_path: Path, extra_vars: dict[str, Any] | None = None, timeout: float = 900
 ) -> PlaybookRun:

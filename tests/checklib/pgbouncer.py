@@ -195,16 +195,20 @@ def open_connections(
 
 
 def pooler_clients(pg: PatroniCluster, member: str) -> list[str]:
-    """The peers (address:port) of every established TCP connection to ``member``'s PgBouncer port, read from
-    the member's own socket table over its host connection: PgBouncer has no admin console here, and a
-    console session would itself be a client. HAProxy's pooled ports and direct clients are both counted;
-    PgBouncer's own server connections (to PostgreSQL's port) are not."""
+    """Every client connection (``STATE peer``) of ``member``'s PgBouncer port, read from the member's own
+    socket table over its host connection: PgBouncer has no admin console here, and a console session would
+    itself be a client. Every state but TIME-WAIT (no client object is left behind it) counts: a client
+    whose peer has gone sits in CLOSE-WAIT, and holds its max_client_conn slot, until PgBouncer reads from it
+    again (a client waiting for a server connection is not read until query_wait_timeout). HAProxy's pooled
+    ports and direct clients are both counted; PgBouncer's own server connections (to PostgreSQL) are not."""
     host = pg.by_name[member]
     port = int(host.setting("pgbouncer_port"))
-    r = host.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"], timeout=15)
+    r = host.run(
+        ["ss", "-Htn", "state", "connected", "exclude", "time-wait", f"( sport = :{port} )"], timeout=15
+    )
     assert r.ok, f"ss on {member} failed (rc {r.rc}): {r.stderr.strip()[:200]}"
-    # Columns with a state filter: Recv-Q Send-Q Local Peer [Process].
-    return [fields[3] for fields in (line.split() for line in r.stdout.splitlines()) if len(fields) >= 4]
+    # Columns: State Recv-Q Send-Q Local Peer [Process].
+    return [f"{f[0]} {f[4]}" for f in (line.split() for line in r.stdout.splitlines()) if len(f) >= 5]
 
 
 def close_all(conns: list[psycopg.Connection[Any]]) -> None:

@@ -41,10 +41,12 @@ TRANSACTION_SLEEP_S = 0.3
 CLIENTS_DEADLINE_S = 90.0
 # Opening max_client_conn connections (TLS and SCRAM each) to one PgBouncer must take less than this.
 HOLD_DEADLINE_S = 120.0
-# A client of an earlier check (through HAProxy's pooled ports) may still be closing when the refusal check
-# starts; it would hold one of the max_client_conn slots. Wait this long for the member's PgBouncer to have
-# no client at all before counting.
-IDLE_POOLER_DEADLINE_S = 30.0
+# The refusal check runs before the failover through the pool: twice in CI, run right after it on the killed
+# old leader's PgBouncer, it saw 248 and 249 of 250 served, with no other client socket left on the port by the
+# time it reported (something of the failover, cancel requests most likely, still held slots; not reproduced
+# in 4 kept runs). It also waits, up to query_wait_timeout plus this margin, for the member's PgBouncer to
+# have no client socket at all.
+IDLE_POOLER_MARGIN_S = 30.0
 
 
 def test_concurrent_clients_share_a_pool_bounded_by_max_db_connections(
@@ -107,6 +109,51 @@ def test_concurrent_clients_share_a_pool_bounded_by_max_db_connections(
     assert row == (CLIENTS,), f"{CLIENTS} clients committed, the table holds {row} of their rows"
 
 
+def test_a_client_over_max_client_conn_is_refused(pg: PatroniCluster, bench: Bench) -> None:
+    """One member's PgBouncer, connected to directly: the first max_client_conn connections, all held open,
+    are each served; the next one is refused with PgBouncer's "no more connections allowed
+    (max_client_conn)"; once one is closed, a new one is served again. It counts from a PgBouncer with no
+    client at all (its socket table, waited for): a slot held by anyone else would be counted as refused."""
+    limit = pg.pool_limits.max_client_conn
+    member = pg.replicas(pg.wait_healthy())[0]
+    ep = pg.pooler_endpoint(member)
+    t0 = time.monotonic()
+    wait_for(
+        lambda: not pooler_clients(pg, member),
+        pg.pool_limits.query_wait_timeout + IDLE_POOLER_MARGIN_S,
+        0.5,
+        f"PgBouncer on {member} to have no clients before the max_client_conn check",
+    )
+    bench.record("pgbouncer_idle_wait_seconds", round(time.monotonic() - t0, 2), "s", member=member)
+    conns: list[psycopg.Connection[object]] = []
+    try:
+        conns, errors = open_connections(ep, limit, HOLD_DEADLINE_S)
+        if errors or len(conns) != limit:
+            sockets = pooler_clients(pg, member)
+            raise AssertionError(
+                f"PgBouncer on {member} served {len(conns)} of the first {limit} (max_client_conn) "
+                f"connections ({len(sockets)} client sockets on its port now, "
+                f"{sum(not s.startswith('ESTAB') for s in sockets)} not established); first errors: "
+                f"{list(errors.values())[:3]}"
+            )
+        answered = [c.execute("SELECT 1").fetchone() for c in (conns[0], conns[-1])]
+        assert answered == [(1,), (1,)], f"held connections answered {answered}"
+        with pytest.raises(psycopg.OperationalError) as refused:
+            conns.append(ep.connect())
+        assert "no more connections allowed (max_client_conn)" in str(refused.value), (
+            f"connection {limit + 1} to PgBouncer on {member} failed otherwise: {refused.value}"
+        )
+        conns.pop(0).close()
+
+        def served_again() -> bool:
+            conns.append(ep.connect())
+            return True
+
+        wait_for(served_again, 10, 0.2, f"a connection to PgBouncer on {member} once one was closed")
+    finally:
+        close_all(conns)
+
+
 def test_failover_through_pgbouncer_loses_no_acknowledged_write(
     pg: PatroniCluster, table: str, nemesis: Nemesis, history: History, bench: Bench
 ) -> None:
@@ -133,48 +180,6 @@ def test_failover_through_pgbouncer_loses_no_acknowledged_write(
     assert_invariants(pg, run)
     assert run.new_leader != run.old_leader, f"{run.old_leader} is still the leader after the kill"
     assert run.rto < pg.ttl + 30, f"writes through the pool were down {run.rto:.1f}s (ttl {pg.ttl})"
-
-
-def test_a_client_over_max_client_conn_is_refused(pg: PatroniCluster) -> None:
-    """One member's PgBouncer, connected to directly: the first max_client_conn connections, all held open,
-    are each served; the next one is refused with PgBouncer's "no more connections allowed
-    (max_client_conn)"; once one is closed, a new one is served again. It counts from a PgBouncer with no
-    client at all (its socket table, waited for): a slot held by anyone else would be counted as refused."""
-    limit = pg.pool_limits.max_client_conn
-    member = pg.replicas(pg.wait_healthy())[0]
-    ep = pg.pooler_endpoint(member)
-    wait_for(
-        lambda: not pooler_clients(pg, member),
-        IDLE_POOLER_DEADLINE_S,
-        0.5,
-        f"PgBouncer on {member} to have no clients before the max_client_conn check",
-    )
-    conns: list[psycopg.Connection[object]] = []
-    try:
-        conns, errors = open_connections(ep, limit, HOLD_DEADLINE_S)
-        if errors or len(conns) != limit:
-            others = len(pooler_clients(pg, member)) - len(conns)
-            raise AssertionError(
-                f"PgBouncer on {member} served {len(conns)} of the first {limit} (max_client_conn) "
-                f"connections ({others} other clients on its port now); first errors: "
-                f"{list(errors.values())[:3]}"
-            )
-        answered = [c.execute("SELECT 1").fetchone() for c in (conns[0], conns[-1])]
-        assert answered == [(1,), (1,)], f"held connections answered {answered}"
-        with pytest.raises(psycopg.OperationalError) as refused:
-            conns.append(ep.connect())
-        assert "no more connections allowed (max_client_conn)" in str(refused.value), (
-            f"connection {limit + 1} to PgBouncer on {member} failed otherwise: {refused.value}"
-        )
-        conns.pop(0).close()
-
-        def served_again() -> bool:
-            conns.append(ep.connect())
-            return True
-
-        wait_for(served_again, 10, 0.2, f"a connection to PgBouncer on {member} once one was closed")
-    finally:
-        close_all(conns)
 
 
 def test_simple_query_latency_through_pgbouncer(pg: PatroniCluster, bench: Bench) -> None:
