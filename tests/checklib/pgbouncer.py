@@ -198,9 +198,9 @@ def pooler_clients(pg: PatroniCluster, member: str) -> list[str]:
     """Every client connection (``STATE peer``) of ``member``'s PgBouncer port, read from the member's own
     socket table over its host connection: PgBouncer has no admin console here, and a console session would
     itself be a client. Every state but TIME-WAIT (no client object is left behind it) counts: a client
-    whose peer has gone sits in CLOSE-WAIT, and holds its max_client_conn slot, until PgBouncer reads from it
-    again (a client waiting for a server connection is not read until query_wait_timeout). HAProxy's pooled
-    ports and direct clients are both counted; PgBouncer's own server connections (to PostgreSQL) are not."""
+    whose peer has gone sits in CLOSE-WAIT until PgBouncer reads from it again, and may hold its
+    max_client_conn slot until then. HAProxy's pooled ports and direct clients are both counted; PgBouncer's
+    own server connections (to PostgreSQL) are not."""
     host = pg.by_name[member]
     port = int(host.setting("pgbouncer_port"))
     r = host.run(

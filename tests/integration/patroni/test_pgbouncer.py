@@ -114,13 +114,14 @@ def test_a_client_over_max_client_conn_is_refused(pg: PatroniCluster, bench: Ben
     are each served; the next one is refused with PgBouncer's "no more connections allowed
     (max_client_conn)"; once one is closed, a new one is served again. It counts from a PgBouncer with no
     client at all (its socket table, waited for): a slot held by anyone else would be counted as refused."""
-    limit = pg.pool_limits.max_client_conn
+    limits = pg.pool_limits
+    limit = limits.max_client_conn
     member = pg.replicas(pg.wait_healthy())[0]
     ep = pg.pooler_endpoint(member)
     t0 = time.monotonic()
     wait_for(
         lambda: not pooler_clients(pg, member),
-        pg.pool_limits.query_wait_timeout + IDLE_POOLER_MARGIN_S,
+        limits.query_wait_timeout + IDLE_POOLER_MARGIN_S,
         0.5,
         f"PgBouncer on {member} to have no clients before the max_client_conn check",
     )
